@@ -1,0 +1,1 @@
+"""Job store, state machine, controller and recovery, spot policies, scheduler (built by the jobs issue)."""

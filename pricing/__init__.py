@@ -1,0 +1,1 @@
+"""Price catalogs, offers, cost math and forecasts (built by the pricing issue)."""

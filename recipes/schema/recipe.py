@@ -1,0 +1,48 @@
+"""The whole recipe and its cross-section rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .base import Section
+from .budget import Budget
+from .data import Data
+from .evaluate import Eval
+from .model import Model
+from .resources import Resources
+from .storage import Storage
+from .train import Train
+
+
+class Recipe(Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Job name: letters, digits, `_`, `.`, `-`.")]
+    description: Annotated[str, Field(description="Free text shown in listings.")] = ""
+    seed: Annotated[int, Field(ge=0, description="Seed for data order, initialisation, masking and dropout.")] = 0
+    data: Annotated[Data, Field(description="Data collection, cleaning, split, tokenizer, packing.")]
+    model: Annotated[Model, Field(description="Model architecture or checkpoint to fine-tune.")] = Model()
+    train: Annotated[Train, Field(description="Training objective and optimisation.")] = Train()
+    eval: Annotated[Eval, Field(description="Evaluation after training.")] = Eval()
+    resources: Annotated[Resources, Field(description="Hardware the job may run on.")] = Resources()
+    budget: Annotated[Budget, Field(description="Money and time limits.")] = Budget()
+    storage: Annotated[Storage, Field(description="Checkpoint and data locations.")] = Storage()
+
+
+
+def consistency_problems(recipe: Recipe) -> list[tuple[tuple, str]]:
+    """Rules that span sections, as (field path, message) pairs; empty when consistent."""
+    problems: list[tuple[tuple, str]] = []
+    m, t, d = recipe.model, recipe.train, recipe.data
+    if m.from_ is not None:
+        return problems
+    if t.objective == "mlm" and m.family != "bert":
+        problems.append((("train", "objective"), f"objective mlm needs model.family bert (got {m.family}) — set model.family: bert"))
+    if t.objective in ("clm", "sft") and m.family == "bert":
+        problems.append((("train", "objective"), f"objective {t.objective} needs a causal family — set model.family to gpt2 or llama, or use objective mlm"))
+    if d.seq_len > m.context:
+        problems.append((("data", "seq_len"), f"seq_len {d.seq_len} is above model.context {m.context} — lower data.seq_len or raise model.context"))
+    tok_vocab = getattr(d.tokenizer, "vocab_size", None)
+    if m.vocab_size is not None and tok_vocab and m.vocab_size < tok_vocab:
+        problems.append((("model", "vocab_size"), f"vocab_size {m.vocab_size} is smaller than data.tokenizer.vocab_size {tok_vocab} — raise it or leave it null"))
+    return problems

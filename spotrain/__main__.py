@@ -1,0 +1,3 @@
+from spotrain.launcher.cli.app import main
+
+main()

@@ -1,0 +1,78 @@
+"""Build the model a recipe describes: a transformers config (gpt2, llama, bert) or a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from spotrain.errors import RecipeError
+from spotrain.recipes.schema import Recipe
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    params: int
+    non_embedding_params: int
+    flops_per_token: float  # training FLOPs (forward + backward) per token at data.seq_len
+    layers: int
+    hidden: int
+
+
+def _config(recipe: Recipe, vocab: int, ids: dict):
+    from transformers import BertConfig, GPT2Config, LlamaConfig
+
+    m = recipe.model
+    if m.vocab_size is not None and m.vocab_size < vocab:
+        raise RecipeError([f"model.vocab_size ({m.vocab_size}) is smaller than the tokenizer's vocabulary ({vocab}) — raise it or leave it null"])
+    v = m.vocab_size or vocab
+    common = dict(vocab_size=v, tie_word_embeddings=m.tie_embeddings, pad_token_id=ids["pad"])
+    if m.family == "gpt2":
+        return GPT2Config(n_positions=m.context, n_embd=m.hidden, n_layer=m.layers, n_head=m.heads, n_inner=m.ffn_size(),
+                          resid_pdrop=m.dropout, embd_pdrop=m.dropout, attn_pdrop=m.dropout,
+                          bos_token_id=ids["eos"], eos_token_id=ids["eos"], **common)
+    if m.family == "llama":
+        return LlamaConfig(hidden_size=m.hidden, intermediate_size=m.ffn_size(), num_hidden_layers=m.layers,
+                           num_attention_heads=m.heads, num_key_value_heads=m.kv_heads or m.heads,
+                           max_position_embeddings=m.context, attention_dropout=m.dropout,
+                           bos_token_id=ids["eos"], eos_token_id=ids["eos"], **common)
+    return BertConfig(hidden_size=m.hidden, num_hidden_layers=m.layers, num_attention_heads=m.heads,
+                      intermediate_size=m.ffn_size(), max_position_embeddings=m.context, type_vocab_size=1,
+                      hidden_dropout_prob=m.dropout, attention_probs_dropout_prob=m.dropout, **common)
+
+
+def build_model(recipe: Recipe, vocab: int, ids: dict, base_dir: Path):
+    """Return (model, ModelInfo). Initialisation is seeded by the caller (torch.manual_seed)."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    mlm = recipe.train.objective == "mlm"
+    auto = AutoModelForMaskedLM if mlm else AutoModelForCausalLM
+    if recipe.model.from_:
+        src = Path(recipe.model.from_).expanduser()
+        src = src if src.is_absolute() else base_dir / src
+        try:
+            model = auto.from_pretrained(str(src) if src.exists() else recipe.model.from_)
+        except (OSError, ValueError) as exc:
+            raise RecipeError([f"model.from {recipe.model.from_!r}: cannot load ({str(exc).splitlines()[0]}) — give a local model folder or a reachable hub id"]) from None
+        if model.get_input_embeddings().num_embeddings < vocab:
+            model.resize_token_embeddings(vocab)
+        ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+        if ctx and recipe.data.seq_len > ctx:
+            raise RecipeError([f"data.seq_len ({recipe.data.seq_len}) is above the model's context ({ctx}) — lower data.seq_len"])
+    else:
+        config = _config(recipe, vocab, ids)
+        model = auto.from_config(config)
+    return model, model_info(model, recipe.data.seq_len)
+
+
+def model_info(model, seq_len: int) -> ModelInfo:
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    emb = sum(p.numel() for n, p in model.named_parameters() if "embed" in n or n.endswith(("wte.weight", "wpe.weight")))
+    non_emb = params - emb
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer")
+    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd")
+    vocab = model.get_input_embeddings().num_embeddings
+    # PaLM appendix B: 6 FLOPs per weight per token (non-embedding weights plus the output
+    # projection onto the vocabulary) plus 12·L·T·d for the attention scores and values.
+    flops = 6 * (non_emb + vocab * hidden) + 12 * layers * seq_len * hidden
+    return ModelInfo(params=params, non_embedding_params=non_emb, flops_per_token=float(flops), layers=layers, hidden=hidden)

@@ -1,0 +1,193 @@
+"""``spotrain run``: the node-side runtime. Idempotent: rerun it (here or on another machine
+sharing the checkpoint store) and it resumes from the newest complete checkpoint.
+
+Run folder: ``events.jsonl`` (metrics contract), ``recipe.yaml`` (resolved), ``checkpoints/``,
+``model/`` (final weights + tokenizer, transformers format), ``eval.json``,
+``error_analysis.{md,jsonl}``, ``result.json`` (written last on success).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from spotrain.recipes.loader import LoadedRecipe, recipe_to_yaml
+
+EXIT_OK = 0
+
+
+def checkpoint_fingerprint(loaded: LoadedRecipe, data_fp: str) -> str:
+    """What a checkpoint must agree with to be resumed: model architecture, objective, data."""
+    r = loaded.recipe
+    payload = {"model": r.model.model_dump(mode="json", by_alias=True), "objective": r.train.objective, "data": data_fp}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _precision(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[choice]
+
+
+def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
+    r = loaded.recipe
+    if r.train.threads:
+        import torch
+
+        torch.set_num_threads(r.train.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from accelerate import Accelerator
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    from .data.prepare import prepare
+    from .events import EventLog
+
+    acc = Accelerator(mixed_precision=_precision(r.train.precision))
+    main = acc.is_main_process
+    say = say if main else (lambda *_: None)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    events = EventLog(workdir / "events.jsonl", enabled=main)
+    t_start = time.time()
+    events.emit("run_start", recipe=r.name, pid=os.getpid(), world_size=acc.num_processes, device=str(acc.device),
+                precision=acc.mixed_precision)
+    if main:
+        (workdir / "recipe.yaml").write_text(recipe_to_yaml(r))
+
+    with acc.main_process_first():
+        data = prepare(loaded, log=say)
+    st, sp = data.manifest["stats"], data.manifest["splits"]
+    if main:
+        events.emit("data_stats", fingerprint=data.fingerprint, cached=data.cached, **st,
+                    **{f"{k}_{f}": v[f] for k, v in sp.items() for f in ("documents", "tokens", "blocks")})
+        how = "cached" if data.cached else f"prepared in {data.manifest['seconds']:.1f}s"
+        say(f"data {how}: {st['documents_in']} documents in, {st['documents_out']} out "
+            f"({st.get('removed_exact_duplicates', 0)} exact + {st.get('removed_near_duplicates', 0)} near duplicates removed); "
+            + ", ".join(f"{k} {v['tokens']:,} tokens/{v['blocks']} blocks" for k, v in sp.items()))
+
+    ckpt_fp = checkpoint_fingerprint(loaded, data.fingerprint)
+    done = workdir / "result.json"
+    if done.exists():
+        prev = json.loads(done.read_text())
+        if prev.get("fingerprint") == ckpt_fp and prev.get("steps", 0) >= r.train.steps:
+            say(f"already complete: {prev['steps']} steps, final val loss {prev.get('eval', {}).get('val', {}).get('loss')} — see {workdir}")
+            events.close()
+            return EXIT_OK
+        if main:
+            done.unlink()
+
+    return _train_and_eval(loaded, data, acc, workdir, events, ckpt_fp, say, t_start)
+
+
+def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float) -> int:
+    import torch
+
+    from . import evaluate
+    from .model import build_model
+    from .train import rng
+    from .train.loop import Trainer
+    from .train.signals import StopFlag
+
+    r = loaded.recipe
+    rng.seed_all(r.seed)
+    model, info = build_model(r, data.manifest["vocab_size"], data.ids, loaded.base_dir)
+    events.emit("model", family=r.model.family, params=info.params, non_embedding_params=info.non_embedding_params,
+                flops_per_token=info.flops_per_token)
+    say(f"model {r.model.from_ or r.model.family}: {info.params / 1e6:.2f}M parameters "
+        f"({info.non_embedding_params / 1e6:.2f}M non-embedding), {info.flops_per_token / 1e6:.1f} MFLOP per training token")
+    ckpt_root = loaded.resolve(r.storage.checkpoints) if r.storage.checkpoints else workdir / "checkpoints"
+    trainer = Trainer(r, data, model, acc, ckpt_root, ckpt_fp, events, say)
+    restored = trainer.resume()
+    if restored is not None:
+        say(f"resumed from checkpoint at step {restored} ({trainer.tokens_seen:,} tokens seen)")
+    progress = None
+    if acc.is_main_process and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        progress = tqdm(total=r.train.steps, initial=trainer.step, desc=r.name, unit="step", dynamic_ncols=True)
+    stop = StopFlag().install()
+    try:
+        outcome = trainer.train(stop, progress)
+    finally:
+        stop.restore()
+        if progress is not None:
+            progress.close()
+    if outcome.status == "interrupted":
+        say(f"interrupted by signal {outcome.exit_code - 128} at step {outcome.step}; checkpoint saved — rerun to resume")
+        events.emit("run_end", status="interrupted", step=outcome.step)
+        events.close()
+        return outcome.exit_code
+
+    results = {}
+    if acc.is_main_process:
+        unwrapped = acc.unwrap_model(trainer.model)
+        _export(unwrapped, data, workdir)
+        results = _final_eval(r, unwrapped, data, acc, workdir, events, say, loaded)
+        result = {"status": "succeeded", "recipe": r.name, "steps": outcome.step, "tokens_seen": outcome.tokens_seen,
+                  "fingerprint": ckpt_fp, "params": info.params, "eval": results,
+                  "wall_seconds_this_run": round(time.time() - t_start, 2)}
+        tmp = workdir / ".result.json.tmp"
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, workdir / "result.json")
+        events.emit("run_end", status="succeeded", step=outcome.step)
+        say(f"done: {outcome.step} steps; results in {workdir}")
+    acc.wait_for_everyone()
+    events.close()
+    del torch
+    return EXIT_OK
+
+
+def _export(model, data, workdir: Path) -> None:
+    """Final weights + tokenizer in transformers format, swapped in atomically."""
+    tmp = workdir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    data.tokenizer.save_pretrained(tmp)
+    final = workdir / "model"
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def _final_eval(r, model, data, acc, workdir: Path, events, say, loaded) -> dict:
+    from . import evaluate
+
+    e = r.eval
+    results: dict = {}
+    worst: list = []
+    for split in e.splits:
+        keep = e.error_analysis if split == "test" else 0
+        res, w = evaluate.score_split(model, data, split, r.train.objective, r.train.batch_size, e.max_batches, r.seed,
+                                      acc.device, acc.autocast, keep_worst=keep)
+        if split == "test":
+            worst = w
+        results[split] = res
+        events.emit("eval", step=r.train.steps, final=True, **res)
+        if res.get("tokens"):
+            say(f"eval {split}: loss {res['loss']:.4f} perplexity {res['perplexity']:.2f} token accuracy {res['accuracy']:.3f}")
+        else:
+            say(f"eval {split}: empty split, skipped")
+    if worst:
+        path = evaluate.write_error_analysis(workdir, data, worst)
+        say(f"error analysis of the {len(worst)} highest-loss test examples: {path}")
+    prompts = [(p.prompt, p.reference) for p in e.prompts]
+    if e.prompts_file:
+        prompts += evaluate.load_prompts(loaded.resolve(e.prompts_file))
+    if prompts:
+        if r.train.objective == "mlm":
+            say("eval prompts skipped: generation needs a causal model (objective clm or sft)")
+        else:
+            gen = evaluate.generate_and_score(model, data.tokenizer, prompts, e.max_new_tokens, acc.device)
+            results["generation"] = gen
+            events.emit("generation", bleu=gen["bleu"], chrf=gen["chrf"], prompts=gen["prompts"])
+            say(f"generation on {gen['prompts']} prompts: BLEU {gen['bleu']:.2f} chrF {gen['chrf']:.2f}")
+    (workdir / "eval.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,13 @@ from typing import Callable
 
 MANIFEST = "MANIFEST.json"
 _NAME = re.compile(r"^step-(\d{8,})$")
+
+
+def failpoint(phase: str, step: int) -> None:
+    """Fault injection for tests: ``SPOTRAIN_FAILPOINT=phase@step`` SIGKILLs this process
+    at that point of the save protocol, as a spot reclaim past its grace period would."""
+    if os.environ.get("SPOTRAIN_FAILPOINT") == f"{phase}@{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -44,12 +52,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
+def write_file_atomic(path: Path, data: bytes, before_rename=lambda: None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    before_rename()
     os.replace(tmp, path)
     fsync_path(path.parent)
 
@@ -80,12 +89,14 @@ def commit(root: Path, tmp: Path, step: int, meta: dict) -> Path:
     for f in sorted(p for p in tmp.iterdir() if p.is_file()):
         files[f.name] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
     fsync_path(tmp)
+    failpoint("files-written", step)
     if final.exists():  # an incomplete one from an earlier life at the same step
         shutil.rmtree(final)
     os.replace(tmp, final)
     fsync_path(final.parent)
+    failpoint("renamed", step)
     manifest = {"step": step, "files": files, "created": time.time(), **meta}
-    write_file_atomic(final / MANIFEST, json.dumps(manifest, indent=1).encode())
+    write_file_atomic(final / MANIFEST, json.dumps(manifest, indent=1).encode(), lambda: failpoint("manifest-written", step))
     return final
 
 

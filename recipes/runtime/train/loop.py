@@ -88,6 +88,7 @@ class Trainer:
         checkpoint.save_torch(rng.capture(), tmp / f"rng-{self.rank}.pt")
         if self.main:
             checkpoint.save_torch(self.acc.unwrap_model(self.model).state_dict(), tmp / "model.pt")
+            checkpoint.failpoint("model-written", self.step)
             checkpoint.save_torch(self.opt.state_dict(), tmp / "optimizer.pt")
             checkpoint.save_torch(self.sched.state_dict(), tmp / "scheduler.pt")
             if self.acc.scaler is not None:

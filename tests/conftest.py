@@ -1,0 +1,81 @@
+"""Shared fixtures: an isolated cache/home per test session, tiny recipes, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_env(tmp_path_factory):
+    """Keep the developer's ~/.cache and ~/.spotrain out of tests."""
+    home = tmp_path_factory.mktemp("home")
+    old = {k: os.environ.get(k) for k in ("SPOTRAIN_CACHE", "SPOTRAIN_HOME", "SPOTRAIN_DEBUG", "SPOTRAIN_FAILPOINT", "HF_HUB_OFFLINE")}
+    os.environ["SPOTRAIN_CACHE"] = str(home / "cache")
+    os.environ["SPOTRAIN_HOME"] = str(home / "spotrain")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.pop("SPOTRAIN_DEBUG", None)
+    os.environ.pop("SPOTRAIN_FAILPOINT", None)
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def tiny_recipe(**overrides) -> dict:
+    """A recipe that trains in seconds on a slice of the Python standard library."""
+    r = {
+        "name": "tiny-test",
+        "seed": 0,
+        "data": {
+            "sources": [{"type": "stdlib", "include": ["json/*.py", "textwrap.py", "csv.py", "shlex.py"]}],
+            "clean": {"min_chars": 50},
+            "split": {"val": 0.1, "test": 0.1},
+            "tokenizer": {"type": "bpe", "vocab_size": 512},
+            "seq_len": 32,
+        },
+        "model": {"family": "gpt2", "layers": 2, "heads": 2, "hidden": 32, "context": 32},
+        "train": {"objective": "clm", "steps": 30, "batch_size": 4, "lr": 3e-3, "warmup_steps": 3, "threads": 1,
+                  "log_every": 1, "eval_batches": 2, "checkpoints": {"every_steps": 10, "every_minutes": None, "keep_last": 2}},
+        "eval": {"splits": ["val", "test"], "max_batches": 4, "error_analysis": 3},
+    }
+    for dotted, value in overrides.items():
+        node = r
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return r
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    def _write(recipe: dict, name: str = "recipe.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        return path
+
+    return _write
+
+
+def spotrain(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (as a user would)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "spotrain", *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd or ROOT, timeout=timeout)
+
+
+def spotrain_popen(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "spotrain", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=full_env, cwd=cwd or ROOT)

@@ -39,14 +39,18 @@ def _hash32(data: bytes) -> int:
 
 
 class NearDuplicateFilter:
-    """Streaming MinHash LSH: a document is dropped when it is estimated ≥ threshold
-    Jaccard-similar (word shingles) to an earlier kept document."""
+    """Streaming MinHash LSH: a document is dropped when its estimated Jaccard similarity
+    (word shingles) to an earlier kept document is ≥ ``threshold``.
+
+    LSH bands find candidates (at most at 0.9, since very high thresholds leave too few
+    bands); each candidate is then confirmed with the MinHash similarity estimate."""
 
     def __init__(self, threshold: float, num_perm: int, shingle_words: int):
         self.k = shingle_words
         self.num_perm = num_perm
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._n = 0
+        self.threshold = threshold
+        self.lsh = MinHashLSH(threshold=min(threshold, 0.9), num_perm=num_perm)
+        self.kept: list[MinHash] = []
 
     def is_duplicate(self, text: str) -> bool:
         sh = shingles(text, self.k)
@@ -54,10 +58,11 @@ class NearDuplicateFilter:
             return False
         m = MinHash(num_perm=self.num_perm, seed=1, hashfunc=_hash32)
         m.update_batch(sh)
-        if self.lsh.query(m):
-            return True
-        self.lsh.insert(str(self._n), m, check_duplication=False)
-        self._n += 1
+        for key in self.lsh.query(m):
+            if m.jaccard(self.kept[int(key)]) >= self.threshold:
+                return True
+        self.lsh.insert(str(len(self.kept)), m, check_duplication=False)
+        self.kept.append(m)
         return False
 
 

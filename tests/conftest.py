@@ -38,7 +38,8 @@ def tiny_recipe(**overrides) -> dict:
         "name": "tiny-test",
         "seed": 0,
         "data": {
-            "sources": [{"type": "stdlib", "include": ["json/*.py", "textwrap.py", "csv.py", "shlex.py"]}],
+            "sources": [{"type": "stdlib", "include": ["*.py"]}],
+            "max_documents": 40,
             "clean": {"min_chars": 50},
             "split": {"val": 0.1, "test": 0.1},
             "tokenizer": {"type": "bpe", "vocab_size": 512},

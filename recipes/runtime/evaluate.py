@@ -65,10 +65,15 @@ def generate_and_score(model, tokenizer, prompts: list[tuple[str, str]], max_new
     import sacrebleu
 
     model.eval()
+    cfg = model.config
+    context = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 1 << 30
     hyps, refs, samples = [], [], []
     for prompt, reference in prompts:
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+        keep = min(ids.shape[1], context - min(max_new_tokens, context // 2))
+        ids = ids[:, ids.shape[1] - keep:]  # the end of a long prompt; prompt + generation fit the context
+        new = min(max_new_tokens, context - keep)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         text = text[: max(len(reference) * 2, 1)]

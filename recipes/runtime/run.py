@@ -47,11 +47,15 @@ def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
     from .data.prepare import prepare
     from .events import EventLog
 
-    acc = Accelerator(mixed_precision=_precision(r.train.precision))
+    import torch
+
+    # cpu=True without a GPU makes a torchrun/`accelerate launch` world use gloo (MULTI_CPU).
+    acc = Accelerator(mixed_precision=_precision(r.train.precision), cpu=not torch.cuda.is_available())
     main = acc.is_main_process
     say = say if main else (lambda *_: None)
     workdir = Path(workdir)

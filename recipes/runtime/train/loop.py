@@ -134,7 +134,6 @@ class Trainer:
         self.model.train()
         last_save = last_log = self.clock()
         tokens_at_log = self.tokens_seen
-        running = torch.zeros((), device=acc.device)
         while self.step < t.steps:
             step_loss = torch.zeros((), device=acc.device)
             step_tokens = 0
@@ -175,8 +174,9 @@ class Trainer:
                     self.say(f"step {self.step}/{t.steps} loss {rec['loss']:.4f} lr {lr:.2e} {rec['tokens_per_s']:.0f} tok/s")
             if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
                 self.last_val = self.validate() or self.last_val
+            stopping = stop.raised
             time_due = ck.every_minutes is not None and self.clock() - last_save >= ck.every_minutes * 60
-            stopping, time_due = self._flags(stop.raised, time_due)
+            stopping, time_due = self._flags(stopping, time_due)
             due = (ck.every_steps and self.step % ck.every_steps == 0) or self.step == t.steps or time_due
             if due or (stopping and ck.on_signal):
                 self.save("signal" if stopping else ("final" if self.step == t.steps else "periodic"))
@@ -186,5 +186,4 @@ class Trainer:
                 if self.main:
                     self.events.emit("interrupted", signal=signum, step=self.step)
                 return Outcome("interrupted", self.step, 128 + signum, self.tokens_seen, self.last_val, restored)
-        del running
         return Outcome("completed", self.step, 0, self.tokens_seen, self.last_val, restored)

@@ -127,11 +127,11 @@ def test_tokenizer_training_and_packing_are_deterministic(tmp_path):
 def test_jsonl_field_sft_mask_and_local_tokenizer(tmp_path):
     rows = [{"q": f"Question {i}: what is {i} plus {i}?", "a": f" It is {2 * i}.", "body": words(60, i)} for i in range(60)]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plain = tiny_recipe(data__sources=[{"type": "files", "paths": ["pairs.jsonl"], "format": "jsonl", "field": "body"}])
+    plain = tiny_recipe(data__sources=[{"type": "files", "paths": ["pairs.jsonl"], "format": "jsonl", "field": "body"}], data__max_documents=None)
     p = prepare(loaded(plain, tmp_path), tmp_path / "c")
     assert p.manifest["stats"]["documents_out"] == 60 and p.loss_mask("train") is None
     sft = tiny_recipe(data__sources=[{"type": "files", "paths": ["pairs.jsonl"], "format": "jsonl", "prompt_field": "q", "response_field": "a"}],
-                      data__clean={"near_dedup": {"enabled": False}}, train__objective="sft")
+                      data__clean={"near_dedup": {"enabled": False}}, data__max_documents=None, train__objective="sft")
     s = prepare(loaded(sft, tmp_path), tmp_path / "c")
     toks, mask = s.tokens("train"), s.loss_mask("train")
     row = [int(t) for t, m in zip(toks[0], mask[0]) if m]

@@ -18,6 +18,7 @@ def events(workdir: Path) -> list[dict]:
 
 
 def run(tmp_path: Path, recipe: dict, *extra: str):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     work = tmp_path / "run"
@@ -103,3 +104,16 @@ def test_two_process_data_parallel_on_cpu(tmp_path):
     res = spotrain("run", str(tmp_path / "r.yaml"), "train.steps=14", "--workdir", str(work), "--nproc", "2")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "resumed from checkpoint at step 12" in res.stdout
+
+
+def test_fine_tune_from_a_local_model_folder(tmp_path):
+    base, _ = run(tmp_path / "base", tiny_recipe(train__steps=10))
+    model_dir = base / "model"
+    ft = tiny_recipe(model={"from": str(model_dir)}, data__tokenizer={"type": "pretrained", "path": str(model_dir)},
+                     train__steps=6, train__lr=1e-3)
+    work, res = run(tmp_path / "ft", ft)
+    assert f"model {model_dir}" in res.stdout
+    first = next(e for e in events(work) if e["event"] == "step")
+    base_last = [e for e in events(base) if e["event"] == "step"][-1]
+    # starts from the trained weights, not from scratch (~ln(512) = 6.2)
+    assert first["loss"] < 6.0 and abs(first["loss"] - base_last["loss"]) < 0.6

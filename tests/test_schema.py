@@ -119,3 +119,9 @@ def test_show_prints_resolved_recipe_with_overrides():
     assert shown["train"]["grad_accum"] == 1  # a default filled in
     again = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "model.layers=1", "--json")
     assert json.loads(again.stdout) == shown
+
+
+def test_readme_reference_is_generated_from_the_schema():
+    from spotrain.recipes.docs import reference_markdown
+
+    assert reference_markdown() in (ROOT / "README.md").read_text()

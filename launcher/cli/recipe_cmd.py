@@ -53,6 +53,14 @@ def schema() -> None:
 
 
 @recipe.command()
+def docs() -> None:
+    """Print the recipe field reference (Markdown table, generated from the schema)."""
+    from spotrain.recipes.docs import reference_markdown
+
+    click.echo(reference_markdown(), nl=False)
+
+
+@recipe.command()
 @click.argument("file", type=click.Path(path_type=str))
 @click.argument("overrides", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")

@@ -42,7 +42,6 @@ def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
         import torch
 
         torch.set_num_threads(r.train.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from accelerate import Accelerator
     from transformers.utils import logging as hf_logging
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+import zlib
 from collections import Counter
 from typing import Iterable, Iterator
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from spotrain.recipes.schema.data import Clean
@@ -34,8 +36,27 @@ def shingles(text: str, k: int) -> list[bytes]:
     return [" ".join(words[i : i + k]).encode() for i in range(len(words) - k + 1)]
 
 
-def _hash32(data: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "little")
+_P = np.uint64(0x100000001B3)
+
+
+def shingle_hashes(text: str, k: int) -> np.ndarray:
+    """32-bit hashes of the k-word shingles of ``text`` (the same set as :func:`shingles`,
+    hashed as a polynomial over CRC32 word hashes), vectorised with numpy."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    wh = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+    k = min(k, len(wh))
+    n = len(wh) - k + 1
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            acc = acc * _P + wh[j : j + n]
+    return np.unique((acc ^ (acc >> np.uint64(32))) & np.uint64(0xFFFFFFFF))
+
+
+def _identity(x):
+    return x
 
 
 class NearDuplicateFilter:
@@ -53,10 +74,10 @@ class NearDuplicateFilter:
         self.kept: list[MinHash] = []
 
     def is_duplicate(self, text: str) -> bool:
-        sh = shingles(text, self.k)
-        if not sh:
+        sh = shingle_hashes(text, self.k)
+        if not len(sh):
             return False
-        m = MinHash(num_perm=self.num_perm, seed=1, hashfunc=_hash32)
+        m = MinHash(num_perm=self.num_perm, seed=1, hashfunc=_identity)
         m.update_batch(sh)
         for key in self.lsh.query(m):
             if m.jaccard(self.kept[int(key)]) >= self.threshold:

@@ -143,9 +143,14 @@ def prepare(loaded: LoadedRecipe, cache_root: Path | None = None, log: Callable[
 
 
 def _encode(tok, texts: list[str]) -> list[list[int]]:
+    backend = getattr(tok, "backend_tokenizer", None)
     out: list[list[int]] = []
     for i in range(0, len(texts), 512):
-        out += tok(texts[i : i + 512], add_special_tokens=False)["input_ids"]
+        chunk = texts[i : i + 512]
+        if backend is not None and hasattr(backend, "encode_batch_fast"):  # same ids, no offset tracking
+            out += [e.ids for e in backend.encode_batch_fast(chunk, add_special_tokens=False)]
+        else:
+            out += tok(chunk, add_special_tokens=False)["input_ids"]
     return out
 
 

@@ -11,6 +11,7 @@ the middle of any of these steps — is skipped on resume and cleaned up later.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -73,21 +74,43 @@ def begin(root: Path, step: int) -> Path:
     return tmp
 
 
-def save_torch(obj, path: Path) -> None:
+class _HashingWriter(io.RawIOBase):
+    """A write-only stream that hashes what passes through it (no second read of the file)."""
+
+    def __init__(self, fh):
+        self.fh, self.sha, self.bytes = fh, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        self.bytes += len(b)
+        return self.fh.write(b)
+
+
+def save_torch(obj, path: Path) -> dict:
+    """torch.save + fsync; returns {"bytes", "sha256"} computed while writing."""
     import torch
 
     with open(path, "wb") as fh:
-        torch.save(obj, fh)
+        w = _HashingWriter(fh)
+        torch.save(obj, w)
         fh.flush()
         os.fsync(fh.fileno())
+    return {"bytes": w.bytes, "sha256": w.sha.hexdigest()}
 
 
-def commit(root: Path, tmp: Path, step: int, meta: dict) -> Path:
-    """Rename the filled temporary folder into place and write its manifest last; rank 0 only."""
+def commit(root: Path, tmp: Path, step: int, meta: dict, known: dict[str, dict] | None = None) -> Path:
+    """Rename the filled temporary folder into place and write its manifest last; rank 0 only.
+    ``known`` holds digests computed while writing (by :func:`save_torch`); other files are hashed here."""
     final = step_dir(root, step)
     files = {}
+    known = known or {}
     for f in sorted(p for p in tmp.iterdir() if p.is_file()):
-        files[f.name] = {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
+        size = f.stat().st_size
+        hit = known.get(f.name)
+        files[f.name] = hit if hit and hit["bytes"] == size else {"bytes": size, "sha256": sha256_file(f)}
     fsync_path(tmp)
     failpoint("files-written", step)
     if final.exists():  # an incomplete one from an earlier life at the same step

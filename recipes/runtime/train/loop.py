@@ -85,14 +85,14 @@ class Trainer:
         if self.main:
             checkpoint.begin(self.root, self.step)
         self.acc.wait_for_everyone()
-        checkpoint.save_torch(rng.capture(), tmp / f"rng-{self.rank}.pt")
+        known = {f"rng-{self.rank}.pt": checkpoint.save_torch(rng.capture(), tmp / f"rng-{self.rank}.pt")}
         if self.main:
-            checkpoint.save_torch(self.acc.unwrap_model(self.model).state_dict(), tmp / "model.pt")
+            known["model.pt"] = checkpoint.save_torch(self.acc.unwrap_model(self.model).state_dict(), tmp / "model.pt")
             checkpoint.failpoint("model-written", self.step)
-            checkpoint.save_torch(self.opt.state_dict(), tmp / "optimizer.pt")
-            checkpoint.save_torch(self.sched.state_dict(), tmp / "scheduler.pt")
+            known["optimizer.pt"] = checkpoint.save_torch(self.opt.state_dict(), tmp / "optimizer.pt")
+            known["scheduler.pt"] = checkpoint.save_torch(self.sched.state_dict(), tmp / "scheduler.pt")
             if self.acc.scaler is not None:
-                checkpoint.save_torch(self.acc.scaler.state_dict(), tmp / "scaler.pt")
+                known["scaler.pt"] = checkpoint.save_torch(self.acc.scaler.state_dict(), tmp / "scaler.pt")
             state = {"step": self.step, "tokens_seen": self.tokens_seen, "epoch": self.plan.epoch(self.step),
                      "world_size": self.world, "last_val": self.last_val, "fingerprint": self.fp}
             (tmp / "state.json").write_text(json.dumps(state))
@@ -100,7 +100,7 @@ class Trainer:
         final = None
         if self.main:
             meta = {"fingerprint": self.fp, "world_size": self.world, "val_loss": (self.last_val or {}).get("loss")}
-            final = checkpoint.commit(self.root, tmp, self.step, meta)
+            final = checkpoint.commit(self.root, tmp, self.step, meta, known)
             checkpoint.prune(self.root, self.t.checkpoints.keep_last)
             self.events.emit("checkpoint_saved", step=self.step, path=str(final), reason=reason,
                              bytes=checkpoint.dir_bytes(final), seconds=round(self.clock() - t0, 4))

@@ -70,7 +70,7 @@ def reference(tmp_path_factory):
     recipe = tmp / "r.yaml"
     import yaml
 
-    recipe.write_text(yaml.safe_dump(tiny_recipe(model__dropout=0.1, train__steps=40, train__checkpoints={"every_steps": 4, "every_minutes": None, "keep_last": 20})))
+    recipe.write_text(yaml.safe_dump(tiny_recipe(model__dropout=0.1, train__grad_accum=2, train__batch_size=2, train__steps=40, train__checkpoints={"every_steps": 4, "every_minutes": None, "keep_last": 20})))
     res = spotrain("run", str(recipe), "--workdir", str(tmp / "run"))
     assert res.returncode == 0, res.stderr
     return recipe, tmp / "run"

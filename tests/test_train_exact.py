@@ -154,3 +154,17 @@ def test_checkpoint_of_another_model_is_refused(reference, tmp_path):
     assert res.returncode == 2
     assert "different model/data" in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_one_run_per_run_folder_and_relative_checkpoint_dir(reference, tmp_path):
+    recipe, _ = reference
+    work = tmp_path / "run"
+    long = ("train.steps=100000", "storage.checkpoints=ck")
+    proc = spotrain_popen("run", str(recipe), *long, "--workdir", str(work))
+    wait_for_step(work, 2, proc)
+    second = spotrain("run", str(recipe), *long, "--workdir", str(work))
+    assert second.returncode == 2
+    assert f"{work} is in use by a running spotrain run (pid {proc.pid})" in second.stderr
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert list((work / "ck").glob("step-*")) and not (work / "checkpoints").exists()

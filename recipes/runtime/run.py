@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from spotrain.errors import SpotrainError
 from spotrain.recipes.loader import LoadedRecipe, recipe_to_yaml
 
 EXIT_OK = 0
@@ -26,6 +27,26 @@ def checkpoint_fingerprint(loaded: LoadedRecipe, data_fp: str) -> str:
     r = loaded.recipe
     payload = {"model": r.model.model_dump(mode="json", by_alias=True), "objective": r.train.objective, "data": data_fp}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def hold_run_lock(workdir: Path):
+    """One run per run folder: an exclusive, non-blocking lock held for the life of the process
+    (released by the OS even on SIGKILL). A second run gets a one-line error."""
+    import fcntl
+
+    fh = open(workdir / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        owner = fh.read().strip() or "another process"
+        fh.close()
+        raise SpotrainError(f"{workdir} is in use by a running spotrain run ({owner}) — wait for it, stop it, or use another --workdir") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
 
 
 def _precision(choice: str) -> str:
@@ -59,6 +80,7 @@ def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
     say = say if main else (lambda *_: None)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    lock = hold_run_lock(workdir) if main else None  # noqa: F841 - held until this process exits
     events = EventLog(workdir / "events.jsonl", enabled=main)
     t_start = time.time()
     events.emit("run_start", recipe=r.name, pid=os.getpid(), world_size=acc.num_processes, device=str(acc.device),
@@ -107,7 +129,7 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
                 flops_per_token=info.flops_per_token)
     say(f"model {r.model.from_ or r.model.family}: {info.params / 1e6:.2f}M parameters "
         f"({info.non_embedding_params / 1e6:.2f}M non-embedding), {info.flops_per_token / 1e6:.1f} MFLOP per training token")
-    ckpt_root = loaded.resolve(r.storage.checkpoints) if r.storage.checkpoints else workdir / "checkpoints"
+    ckpt_root = workdir / (r.storage.checkpoints or "checkpoints")  # an absolute path stays as it is
     trainer = Trainer(r, data, model, acc, ckpt_root, ckpt_fp, events, say)
     restored = trainer.resume()
     if restored is not None:

@@ -10,5 +10,5 @@ from .base import Section
 
 
 class Storage(Section):
-    checkpoints: Annotated[str | None, Field(description="Checkpoint location: a local path (relative to the run folder), later `s3://bucket/prefix` or `gs://bucket/prefix`; null = `<workdir>/checkpoints`.")] = None
+    checkpoints: Annotated[str | None, Field(description="Checkpoint location: a local path (relative to the run folder, i.e. --workdir), later `s3://bucket/prefix` or `gs://bucket/prefix`; null = `<workdir>/checkpoints`.")] = None
     data_cache: Annotated[str | None, Field(description="Prepared-data cache folder, keyed by a fingerprint of sources and data config; null = `$SPOTRAIN_CACHE` or `~/.cache/spotrain/data`.")] = None

@@ -13,7 +13,7 @@ import click
 from spotrain import __version__
 from spotrain.errors import SpotrainError
 
-from . import recipe_cmd, run_cmd
+from . import catalog_cmd, gpus_cmd, plan_cmd, recipe_cmd, run_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +24,9 @@ def cli() -> None:
 
 cli.add_command(recipe_cmd.recipe)
 cli.add_command(run_cmd.run)
+cli.add_command(plan_cmd.plan)
+cli.add_command(gpus_cmd.gpus)
+cli.add_command(catalog_cmd.catalog)
 
 
 def debug_enabled() -> bool:

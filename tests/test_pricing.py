@@ -1,0 +1,243 @@
+"""Pricing: catalog reading, GCP host pairing, parameter/FLOP estimates, the planner and its funnel."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_recipe
+from spotrain.pricing import accelerators as accel
+from spotrain.pricing import catalog, estimate
+from spotrain.pricing.planner import Options, PlanError, plan
+from spotrain.pricing.sources import skypilot, snapshot, user
+from spotrain.pricing.table import OfferTable
+from spotrain.recipes.schema import Recipe
+from spotrain.recipes.schema.model import Model
+
+FIXTURE = Path(__file__).parent / "fixtures" / "catalog" / "v8"
+
+
+@pytest.fixture
+def fixture_catalog(tmp_path, monkeypatch):
+    d = tmp_path / "catalogs" / "v8"
+    shutil.copytree(FIXTURE, d)
+    monkeypatch.setenv("SPOTRAIN_CATALOG_DIR", str(d))
+    monkeypatch.setenv("SPOTRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path / "nosky"))
+    return d
+
+
+def offers(path: Path, cloud: str) -> list[tuple]:
+    return skypilot.read_cloud(path / cloud / "vms.csv", cloud, 0).rows
+
+
+def gpu_recipe(accs, **kw) -> Recipe:
+    r = tiny_recipe(resources={"accelerators": accs, **kw.pop("resources", {})}, **kw)
+    return Recipe.model_validate(r)
+
+
+def test_accelerator_names_and_specs():
+    assert accel.canonical("a100-80gb") == "A100-80GB"
+    assert accel.spec("h100").memory_gb == 80
+    chip, n = accel.tpu_chips("tpu-v4-8")
+    assert (chip.name, n, chip.kind) == ("tpu-v4", 4, "tpu")
+    assert accel.tpu_chips("tpu-v5litepod-16")[1] == 16
+    assert accel.suggest("A100-80G")[0] == "A100-80GB"
+
+
+def test_skypilot_reader_columns_artefacts_and_bad_rows():
+    aws = offers(FIXTURE, "aws")
+    h100 = [r for r in aws if r[3] == "p5.4xlarge"][0]
+    assert math.isnan(h100[9]), "spot above on-demand is no spot offer"
+    l4 = [r for r in aws if r[3] == "g6.xlarge" and r[2] == "use1-az2"][0]
+    assert (l4[4], l4[5], l4[6], l4[7], l4[8], l4[9]) == ("L4", 1.0, 4.0, 16.0, 0.8048, 0.31)
+    res = skypilot.read_cloud(FIXTURE / "vast" / "vms.csv", "vast", 0)
+    assert all(math.isnan(r[9]) for r in res.rows), "Vast's 0.00 spot is an artefact"
+    assert len(res.rows) == 2
+    assert any(w.endswith("vms.csv:4: Price 'not-a-price' is not a number — row skipped") for w in res.warnings)
+    assert any(w.endswith("vms.csv:5: Price 0.0 is not positive — row skipped") for w in res.warnings)
+
+
+def test_gcp_gpus_are_priced_with_their_host_vm():
+    rows = {(r[3], r[4]): r for r in offers(FIXTURE, "gcp")}
+    a100 = rows[("a2-highgpu-1g", "A100")]
+    assert a100[8] == pytest.approx(1.0 + 2.67) and a100[9] == pytest.approx(0.4 + 1.1)
+    # T4 goes on the cheapest N1 with 4 vCPUs and >= 16 GiB: n1-highmem-4 (n1-standard-4 has 15 GiB)
+    t4 = rows[("n1-highmem-4", "T4")]
+    assert t4[8] == pytest.approx(0.24 + 0.35)
+    # L4 needs a G2 host: the cheapest for one L4 is g2-standard-4; no G2 in europe-west4 -> no offer
+    l4 = [r for r in offers(FIXTURE, "gcp") if r[4] == "L4"]
+    assert [(r[3], r[2]) for r in l4] == [("g2-standard-4", "us-central1-a")]
+    assert l4[0][8] == pytest.approx(0.7)
+    tpu = rows[("TPU-VM", "tpu-v4-8")]
+    assert tpu[8] == 12.88
+    assert rows[("e2-micro", "")][4] == ""  # CPU-only offers keep their VM price
+
+
+@pytest.mark.parametrize("model", [
+    dict(family="gpt2", layers=2, heads=2, hidden=64, context=128),
+    dict(family="gpt2", layers=3, heads=4, hidden=64, context=64, ffn=100, tie_embeddings=False),
+    dict(family="llama", layers=2, heads=4, kv_heads=2, hidden=64, context=128),
+    dict(family="llama", layers=2, heads=4, hidden=64, context=128, tie_embeddings=False, ffn=96),
+    dict(family="bert", layers=2, heads=2, hidden=64, context=128),
+])
+def test_analytic_parameter_count_matches_transformers(model):
+    from spotrain.recipes.runtime.model import build_model
+
+    r = Recipe.model_validate(tiny_recipe(model=model, train__objective="mlm" if model["family"] == "bert" else "clm",
+                                          data__seq_len=32))
+    m, info = build_model(r, 300, {"eos": 0, "pad": 1, "mask": 2}, Path("."))
+    total, non_emb = estimate.param_counts(r.model, 300)
+    assert total == info.params
+    assert non_emb == info.non_embedding_params
+
+
+def test_plan_ranks_by_job_cost_and_reports_the_funnel(fixture_catalog):
+    cat = catalog.load()
+    r = gpu_recipe(["L4:1", "A100:1", "H100:1"], train__steps=2000)
+    p = plan(r, cat.table)
+    costs = [c.cost for c in p.candidates]
+    assert costs == sorted(costs)
+    # by job cost, not $/h: Vast's H100 at $1.90/h is 8.2x faster than an L4 at 6.6x the spot price
+    best = p.candidates[0]
+    assert (best.cloud, best.accelerator, best.spot) == ("vast", "H100", False)
+    cheapest_hourly = min(p.candidates, key=lambda c: c.hourly)
+    assert cheapest_hourly.accelerator == "L4" and cheapest_hourly.cost > best.cost
+    # expected hours: FLOPs / (peak × MFU), plus the hazard overhead on spot
+    l4 = [c for c in p.candidates if c.accelerator == "L4" and c.spot][0]
+    flops = p.workload.total_flops(1, 2000)
+    od_hours = flops / (accel.spec("L4").tflops * 1e12 * 0.35) / 3600
+    interval = estimate.checkpoint_interval_hours(r, od_hours)
+    assert l4.hours == pytest.approx(od_hours * (1 + 0.1 * (0.1 + interval / 2)))
+    assert l4.cost == pytest.approx(l4.hourly * l4.hours)
+    assert l4.on_demand_cost == pytest.approx(l4.on_demand_hourly * od_hours)
+    # cheapest zone per region: us-east-1 spot is use1-az2 at 0.31
+    us = [c for c in p.candidates if c.region == "us-east-1" and c.instance == "g6.xlarge" and c.spot][0]
+    assert (us.zone, us.hourly) == ("use1-az2", 0.31)
+    labels = [f[0] for f in p.funnel]
+    assert labels[0] == "accelerators L4:1, A100:1, H100:1"
+    assert all(after <= before for _, before, after in p.funnel)
+    # H100 on AWS has no spot offer (spot above on-demand), Vast H100 on-demand only
+    assert not any(c.spot and c.accelerator == "H100" for c in p.candidates)
+
+
+def test_plan_constraints_each_remove_what_they_should(fixture_catalog):
+    t = catalog.load().table
+    only_gcp = plan(gpu_recipe(["L4:1"], resources={"clouds": ["g*"]}), t)
+    assert {c.cloud for c in only_gcp.candidates} == {"gcp"}
+    no_eu = plan(gpu_recipe(["L4:1"], resources={"exclude_regions": ["eu-*"]}), t)
+    assert not any(c.region.startswith("eu-") for c in no_eu.candidates)
+    spot_only = plan(gpu_recipe(["L4:1"], resources={"spot": True}), t)
+    assert all(c.spot for c in spot_only.candidates)
+    od_only = plan(gpu_recipe(["L4:1"], resources={"spot": False}), t)
+    assert not any(c.spot for c in od_only.candidates)
+    cheap = plan(gpu_recipe(["L4:1"], resources={"max_hourly_price": 0.5}), t)
+    assert all(c.hourly <= 0.5 for c in cheap.candidates)
+    two = plan(gpu_recipe(["L4:1"], resources={"num_nodes": 2, "spot": False}), t)
+    one = plan(gpu_recipe(["L4:1"], resources={"spot": False}), t)
+    assert two.candidates[0].hourly == pytest.approx(2 * one.candidates[0].hourly)
+    four = plan(gpu_recipe(["L4:4"]), t)
+    assert {c.instance for c in four.candidates} == {"g6.12xlarge"}
+    cpu = plan(Recipe.model_validate(tiny_recipe()), t)
+    assert all(c.accelerator == "" for c in cpu.candidates)
+    assert "e2-micro" not in {c.instance for c in cpu.candidates}, "1 GiB cannot hold torch and the model"
+
+
+def test_memory_fit_excludes_small_gpus_and_says_why(fixture_catalog):
+    t = catalog.load().table
+    big = dict(family="gpt2", layers=24, heads=16, hidden=1024, context=1024)  # ~350M: ~29 GB at batch 16
+    r = gpu_recipe(["L4:1", "A100:1"], model=big, data__seq_len=1024, data__tokenizer={"type": "bpe", "vocab_size": 50257},
+                   train__batch_size=16)
+    p = plan(r, t)
+    assert {c.accelerator for c in p.candidates} == {"A100"}
+    fit = [f for f in p.funnel if f[0].startswith("memory fit")][0]
+    assert fit[1] > fit[2]
+    with pytest.raises(PlanError, match=r"'memory fit \(needs ~\d+\.\d GB per accelerator\)' removed the last \d+ candidate\(s\) — use a larger-memory"):
+        plan(gpu_recipe(["L4:1"], model=big, data__seq_len=1024, data__tokenizer={"type": "bpe", "vocab_size": 50257}, train__batch_size=16), t)
+
+
+def test_no_offer_names_the_constraint_and_unknown_accelerator_suggests(fixture_catalog):
+    t = catalog.load().table
+    with pytest.raises(PlanError, match="'clouds' removed the last .* widen resources.clouds"):
+        plan(gpu_recipe(["H100:1"], resources={"clouds": ["gcp"]}), t)
+    with pytest.raises(PlanError, match="'purchase option spot=True' removed the last 2 candidate"):
+        plan(gpu_recipe(["H100:1"], resources={"spot": True}), t)
+    with pytest.raises(PlanError, match="unknown accelerator 'H10O' — did you mean H100"):
+        plan(gpu_recipe(["H10O:1"]), t)
+    with pytest.raises(PlanError, match="runtime needs CUDA GPUs"):
+        plan(gpu_recipe(["tpu-v4-8:1"]), t)
+
+
+def test_catalog_cache_hits_and_invalidates(fixture_catalog):
+    first = catalog.load()
+    assert not first.cached and len(first.table) > 0
+    second = catalog.load()
+    assert second.cached and len(second.table) == len(first.table)
+    assert second.cache_path.stat().st_size < 200_000
+    f = fixture_catalog / "aws" / "vms.csv"
+    f.write_text(f.read_text() + "g6.xlarge,L4,1.0,4.0,16.0,,0.8048,0.2000,ap-south-1,aps1-az1,x86_64\n")
+    third = catalog.load()
+    assert not third.cached and len(third.table) == len(first.table) + 1
+    assert len(list(third.cache_path.parent.glob("offers-*.npz"))) == 1, "old caches are removed"
+
+
+def test_stale_catalog_warns_with_its_age(fixture_catalog):
+    old = 1_700_000_000
+    for f in fixture_catalog.glob("*/vms.csv"):
+        os.utime(f, (old, old))
+    cat = catalog.load()
+    msgs = cat.stale(now=old + 30 * 86400)
+    assert msgs and all("prices are 30 days old" in m for m in msgs)
+
+
+def test_builtin_snapshot_when_no_catalog(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPOTRAIN_CATALOG_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("SPOTRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path / "nosky"))
+    cat = catalog.load()
+    assert cat.sources[0].name == f"snapshot {snapshot.DATE}" and "built-in price snapshot" in cat.sources[0].notice
+    assert 0 < len(snapshot.ROWS) <= 60 and len(cat.table) == len(snapshot.ROWS)
+    assert all(row[7] > 0 and (row[8] is None or 0 < row[8] < row[7]) for row in snapshot.ROWS)
+    p = plan(gpu_recipe(["L4:1", "A10G:1"]), cat.table)
+    assert p.candidates and p.candidates[0].source.startswith("snapshot")
+
+
+def test_user_price_file_overrides_and_adds(fixture_catalog, tmp_path):
+    pf = tmp_path / "prices.yaml"
+    pf.write_text("offers:\n"
+                  "  - {cloud: aws, region: us-east-1, instance: g6.xlarge, accelerator: L4, count: 1, vcpus: 4, memory_gb: 16, price: 0.5, spot_price: 0.2}\n"
+                  "  - {cloud: onprem, region: lab, instance: box1, accelerator: L4, count: 1, vcpus: 16, memory_gb: 64, price: 0.05}\n")
+    cat = catalog.load(pf)
+    t = cat.table
+    mine = [t.row(i) for i in range(len(t)) if t.text("cloud", i) == "aws" and t.text("instance", i) == "g6.xlarge" and t.text("region", i) == "us-east-1"]
+    assert [(o.price, o.spot_price, o.source) for o in mine] == [(0.5, 0.2, "user")]
+    p = plan(gpu_recipe(["L4:1"]), t)
+    assert (p.candidates[0].cloud, p.candidates[0].hourly) == ("onprem", 0.05)
+
+
+@pytest.mark.parametrize("body,message", [
+    ("offers:\n  - {cloud: x, region: r, instance: i, price: -1}\n", ":2:47: offers[0].price: Input should be greater than 0"),
+    ("offers:\n  - {cloud: x, region: r, instance: i, price: 1, spot_price: 0}\n", "offers[0].spot_price: Input should be greater than 0"),
+    ("offers:\n  - {cloud: x, region: r, instance: i, price: 1, colour: red}\n", "offers[0].colour: Extra inputs are not permitted"),
+    ("offers: {}\n", "a price file is a mapping with a list under 'offers:'"),
+    ("offers: [\n", "YAML syntax error"),
+])
+def test_user_price_file_errors(tmp_path, body, message):
+    pf = tmp_path / "p.yaml"
+    pf.write_text(body)
+    with pytest.raises(user.PriceFileError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        user.read(pf)
+
+
+def test_offer_table_round_trip(tmp_path):
+    rows = offers(FIXTURE, "aws") + offers(FIXTURE, "gcp")
+    t = OfferTable.from_rows(rows)
+    t.save(tmp_path / "t.npz")
+    back = OfferTable.load(tmp_path / "t.npz")
+    assert [back.row(i) for i in range(len(back))] == [t.row(i) for i in range(len(t))]
+    both = OfferTable.concat([t, OfferTable.from_rows(offers(FIXTURE, "vast"))])
+    assert both.row(len(both) - 1).cloud == "vast" and both.row(0) == t.row(0)

@@ -18,12 +18,19 @@ SHARED = ROOT.parent / "shared"
 def _isolated_env(tmp_path_factory):
     """Keep the developer's ~/.cache and ~/.spotrain out of tests."""
     home = tmp_path_factory.mktemp("home")
-    old = {k: os.environ.get(k) for k in ("SPOTRAIN_CACHE", "SPOTRAIN_HOME", "SPOTRAIN_DEBUG", "SPOTRAIN_FAILPOINT", "HF_HUB_OFFLINE")}
+    keys = ("SPOTRAIN_CACHE", "SPOTRAIN_HOME", "SPOTRAIN_DEBUG", "SPOTRAIN_FAILPOINT", "HF_HUB_OFFLINE", "SKY_RUNTIME_DIR",
+            "SPOTRAIN_CATALOG_DIR", "SPOTRAIN_CATALOG_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+            "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
+    old = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ.pop(k, None)
     os.environ["SPOTRAIN_CACHE"] = str(home / "cache")
     os.environ["SPOTRAIN_HOME"] = str(home / "spotrain")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ.pop("SPOTRAIN_DEBUG", None)
-    os.environ.pop("SPOTRAIN_FAILPOINT", None)
+    os.environ["SKY_RUNTIME_DIR"] = str(home / "sky")  # never the developer's ~/.sky catalogs
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(home / "no-aws-credentials")  # no real credentials in tests
+    os.environ["AWS_CONFIG_FILE"] = str(home / "no-aws-config")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     yield
     for k, v in old.items():
         if v is None:
@@ -80,3 +87,36 @@ def spotrain_popen(*args: str, env: dict | None = None, cwd: Path | None = None)
     full_env = {**os.environ, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "spotrain", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=full_env, cwd=cwd or ROOT)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real moto server (S3/EC2 APIs over HTTP) on a free loopback port."""
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

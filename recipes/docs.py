@@ -12,6 +12,7 @@ from .schema.budget import Budget
 from .schema.data import AugmentStep, BPETokenizer, Clean, Data, FilesSource, NearDedup, PretrainedTokenizer, Split, StdlibSource
 from .schema.evaluate import Eval, Prompt
 from .schema.model import Model
+from .schema.recovery import Recovery
 from .schema.resources import Resources
 from .schema.storage import Storage
 from .schema.train import Checkpoints, Train
@@ -21,7 +22,7 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (Clean, "data.clean."), (NearDedup, "data.clean.near_dedup."), (AugmentStep, "data.augment[]."), (Split, "data.split."),
     (BPETokenizer, "data.tokenizer type bpe: "), (PretrainedTokenizer, "data.tokenizer type pretrained: "), (Model, "model."),
     (Train, "train."), (Checkpoints, "train.checkpoints."), (Eval, "eval."), (Prompt, "eval.prompts[]."),
-    (Resources, "resources."), (Budget, "budget."), (Storage, "storage."),
+    (Resources, "resources."), (Budget, "budget."), (Storage, "storage."), (Recovery, "recovery."),
 ]
 
 

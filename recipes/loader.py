@@ -215,3 +215,25 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True)
+
+
+def absolute_recipe(loaded: LoadedRecipe) -> Recipe:
+    """The recipe with every local path made absolute (so it runs from any folder)."""
+    d = loaded.recipe.model_dump(mode="json", by_alias=True)
+
+    def local(p: str | None, must_exist: bool) -> str | None:
+        if p is None:
+            return None
+        q = loaded.resolve(p)
+        return str(q) if (q.exists() or not must_exist) else p
+
+    for src in d["data"]["sources"]:
+        if src["type"] == "files":
+            src["paths"] = [local(p, False) for p in src["paths"]]
+    tok = d["data"]["tokenizer"]
+    if tok["type"] == "pretrained":
+        tok["path"] = local(tok["path"], True)
+    d["model"]["from"] = local(d["model"].get("from"), True)
+    d["eval"]["prompts_file"] = local(d["eval"].get("prompts_file"), False)
+    d["storage"]["data_cache"] = local(d["storage"].get("data_cache"), False)
+    return Recipe.model_validate(d)

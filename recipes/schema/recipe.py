@@ -11,6 +11,7 @@ from .budget import Budget
 from .data import Data
 from .evaluate import Eval
 from .model import Model
+from .recovery import Recovery
 from .resources import Resources
 from .storage import Storage
 from .train import Train
@@ -27,6 +28,7 @@ class Recipe(Section):
     resources: Annotated[Resources, Field(description="Hardware the job may run on.")] = Resources()
     budget: Annotated[Budget, Field(description="Money and time limits.")] = Budget()
     storage: Annotated[Storage, Field(description="Checkpoint and data locations.")] = Storage()
+    recovery: Annotated[Recovery, Field(description="What the jobs controller does after a preemption.")] = Recovery()
 
 
 

@@ -1,0 +1,282 @@
+"""The job controller: one detached process per job (``spotrain _controller JOB``).
+
+It holds the job's lease (a heartbeat in the database, plus a file lock on this machine), so a
+job is never driven twice; any `spotrain` command restarts a controller whose heartbeat went
+stale, and the new one adopts the running attempt instead of starting another.
+
+Each tick it bills the running attempt (a ledger entry), reads progress, injects preemptions
+(local backend), enforces the budget and the deadline, carries out cancel/preempt requests,
+and when an attempt ends decides the job's next state; after a preemption the recovery
+strategy picks the next offer and the new attempt resumes from the newest complete checkpoint.
+
+Budget rule: a graceful stop (SIGTERM → checkpoint → exit) starts when the spend plus the
+expected stopping time reaches the cap; if the cap would be passed before the attempt exits,
+it is killed, so spend never exceeds the cap by more than one billing tick.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from spotrain.launcher.backends.base import Backend, ProvisionError
+from spotrain.recipes.schema import Recipe
+
+from . import recovery
+from .preemption import Injector
+from .states import EndReason, JobStatus
+from .store import Store
+
+STALE_AFTER = 15.0  # seconds without heartbeat before another controller may adopt the job
+DEFAULT_SAVE_SECONDS = 10.0
+
+
+def error_line(log: Path) -> str:
+    try:
+        lines = [l.strip() for l in log.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return ""
+    for l in reversed(lines):
+        if l.startswith(("error:", "internal error:")) or "Error" in l.split(":")[0]:
+            return l
+    return lines[-1] if lines else ""
+
+
+def read_progress(workdir: Path) -> dict:
+    """Newest step, restored checkpoint and checkpoint save time from an attempt's events.jsonl."""
+    out: dict = {}
+    path = workdir / "events.jsonl"
+    if not path.exists():
+        return out
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            ev = json.loads(line)
+            kind = ev.get("event")
+            if kind == "step":
+                out.setdefault("first_step", ev["step"])
+                out.update(step=ev["step"], loss=ev["loss"], step_time=ev["time"])
+                out.setdefault("first_step_time", ev["time"])
+            elif kind == "checkpoint_restored":
+                out["restored"] = ev["step"]
+            elif kind == "checkpoint_saved":
+                out["save_seconds"] = max(out.get("save_seconds", 0.0), ev.get("seconds", 0.0))
+    return out
+
+
+@dataclass
+class Controller:
+    store: Store
+    backend: Backend
+    job_id: int
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    tick: float = 1.0
+    pid: int = field(default_factory=os.getpid)
+    _waiting_since: float | None = None
+    _kill_at: float | None = None
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> JobStatus | None:
+        lock = self._lock()
+        if lock is None or not self.store.claim_controller(self.job_id, self.pid, self.clock(), STALE_AFTER):
+            return None  # someone else drives this job
+        try:
+            job = self.store.job(self.job_id)
+            self.recipe = Recipe.model_validate(yaml.safe_load(job.recipe_yaml))
+            self.opts = job.options
+            self.grace = float(self.opts.get("grace", 120))
+            self.injector = Injector.from_options({**self.opts, "nodes": self.recipe.resources.num_nodes}, job.created)
+            while True:
+                now = self.clock()
+                if not self.store.heartbeat(self.job_id, self.pid, now):
+                    return None  # lease lost to another controller
+                job = self.store.job(self.job_id)
+                if JobStatus(job.status).is_terminal():
+                    return JobStatus(job.status)
+                attempt = self.store.current_attempt(self.job_id)
+                if attempt is None:
+                    self._between_attempts(job, now)
+                else:
+                    self._watch(job, attempt, now)
+                job = self.store.job(self.job_id)
+                if JobStatus(job.status).is_terminal():
+                    return JobStatus(job.status)
+                self.sleep(self.tick)
+        finally:
+            self.store.release_controller(self.job_id, self.pid)
+            if lock is not None:
+                lock.close()
+
+    def _lock(self):
+        from spotrain.pricing.catalog import spotrain_home
+
+        d = spotrain_home() / "locks"
+        d.mkdir(parents=True, exist_ok=True)
+        fh = open(d / f"job-{self.job_id}.lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return None
+        return fh
+
+    # ------------------------------------------------------------------ between attempts
+    def _between_attempts(self, job, now: float) -> None:
+        status = JobStatus(job.status)
+        if job.requested == "cancel" or (job.requested or "").startswith("stopping:cancel"):
+            return self._end(JobStatus.CANCELLED, now, "cancelled")
+        if status == JobStatus.PREEMPTED:
+            self.store.transition(self.job_id, JobStatus.RECOVERING, now)
+        if job.deadline is not None and now >= job.deadline:
+            return self._end(JobStatus.STOPPED_DEADLINE, now, "deadline reached before the job finished")
+        spend = self.store.spend(self.job_id)
+        if job.max_cost is not None and spend >= job.max_cost:
+            return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g} spent (${spend:.6f})")
+        attempts = self.store.attempts(self.job_id)
+        max_restarts = self.recipe.recovery.max_restarts
+        if attempts and len(attempts) - 1 >= max_restarts:
+            return self._end(JobStatus.FAILED_NO_RESOURCE, now, f"recovery.max_restarts ({max_restarts}) reached")
+        history = [a.offer for a in attempts]
+        spot_ok = self.injector.spot_available(now)
+        offer = recovery.choose(self.recipe.recovery.strategy, job.offers, history, spot_ok)
+        if offer is None:
+            if self._waiting_since is None:
+                self._waiting_since = now
+                self.store.event(self.job_id, "waiting", "no capacity for the chosen strategy; waiting", now)
+            if now - self._waiting_since > self.recipe.recovery.max_wait_minutes * 60:
+                self._end(JobStatus.FAILED_NO_RESOURCE, now, f"no capacity for {self.recipe.recovery.max_wait_minutes:g} min")
+            return None
+        self._waiting_since = None
+        if job.max_cost is not None and spend + offer["hourly"] * 2 * self.tick / 3600 > job.max_cost:
+            return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g} cannot pay for another attempt (spent ${spend:.6f})")
+        self._provision(job, offer, [offer] + [o for o in job.offers if o is not offer], now)
+
+    def _provision(self, job, offer: dict, fallbacks: list[dict], now: float) -> None:
+        self.store.transition(self.job_id, JobStatus.PROVISIONING, now)
+        tried = []
+        for o in fallbacks:
+            attempt_id = self.store.start_attempt(self.job_id, o, self.backend.name, self.backend.emulated, now)
+            n = self.store.attempt(attempt_id).number
+            workdir = Path(job.workdir) / "attempts" / str(n)
+            self.store.set_handle(attempt_id, {"dir": str(workdir)})
+            try:
+                handle = self.backend.provision(job_id=self.job_id, attempt=n, offer=o, recipe_path=Path(job.workdir) / "recipe.yaml",
+                                                workdir=workdir, env={"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n)})
+            except ProvisionError as exc:
+                tried.append(f"{o['cloud']}/{o['region']}/{o['instance']} ({exc})")
+                self.store.end_attempt(attempt_id, EndReason.LOST, None, self.clock())
+                continue
+            self.store.set_handle(attempt_id, handle)
+            self.store.transition(self.job_id, JobStatus.RUNNING, self.clock())
+            return
+        self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried))
+
+    # ------------------------------------------------------------------ watching an attempt
+    def _watch(self, job, attempt, now: float) -> None:
+        handle = attempt.handle or {}
+        if "pid" not in handle and "exit_file" not in handle:
+            # died between recording the attempt and starting it: nothing runs, start again
+            self.store.end_attempt(attempt.id, EndReason.LOST, None, now)
+            self._recover(job, now, "attempt never started")
+            return
+        self.store.bill(attempt.id, now)
+        prog = read_progress(Path(handle["dir"]))
+        if prog.get("step") is not None:
+            self.store.set_steps(attempt.id, prog.get("first_step"), prog["step"])
+        st = self.backend.state(handle)
+        if not st.running:
+            self.store.bill(attempt.id, now)
+            return self._finished(job, attempt, st, now)
+        requested = job.requested or ""
+        if requested == "cancel":
+            self._begin_stop(attempt, "cancel", now)
+        elif requested == "preempt":
+            self._begin_preempt(attempt, now, "preempt requested")
+        elif attempt.spot and not requested and self.injector.due(now, attempt.start):
+            self._begin_preempt(attempt, now, "spot capacity reclaimed (injected)")
+        margin = prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + 2 * self.tick
+        if job.max_cost is not None:
+            spend = self.store.spend(self.job_id)
+            if spend + 2 * attempt.price * self.tick / 3600 > job.max_cost:
+                self._kill(attempt, now, f"budget ${job.max_cost:g} reached before the attempt stopped")
+                self._set_requested("stopping:budget")
+            elif spend + attempt.price * margin / 3600 >= job.max_cost and not requested.startswith("stopping:"):
+                self._begin_stop(attempt, "budget", now)
+        if job.deadline is not None and now + margin >= job.deadline and not requested.startswith("stopping:"):
+            self._begin_stop(attempt, "deadline", now)
+        if self._kill_at is not None and now >= self._kill_at:
+            self._kill(attempt, now, f"grace period of {self.grace:g}s over")
+
+    def _set_requested(self, value: str | None) -> None:
+        from sqlalchemy import update
+
+        from .db import Job
+
+        with self.store.session() as s, s.begin():
+            s.execute(update(Job).where(Job.id == self.job_id).values(requested=value))
+
+    def _begin_preempt(self, attempt, now: float, why: str) -> None:
+        self.backend.preempt(attempt.handle)
+        self._set_requested("preempting")
+        self._kill_at = now + self.grace
+        self.store.event(self.job_id, "preempt", f"{why}: SIGTERM sent, {self.grace:g}s grace", now, attempt=attempt.id)
+
+    def _begin_stop(self, attempt, reason: str, now: float) -> None:
+        self.backend.preempt(attempt.handle)
+        self._set_requested(f"stopping:{reason}")
+        self._kill_at = now + self.grace
+        self.store.event(self.job_id, "stop", f"stopping for {reason}: checkpoint, then exit", now, attempt=attempt.id)
+
+    def _kill(self, attempt, now: float, why: str) -> None:
+        self.backend.kill(attempt.handle)
+        self._kill_at = None
+        self.store.event(self.job_id, "kill", f"SIGKILL: {why}", now, attempt=attempt.id)
+
+    def _finished(self, job, attempt, st, now: float) -> None:
+        self._kill_at = None
+        requested = job.requested or ""
+        code = st.exit_code
+        log = Path(attempt.handle.get("log", ""))
+        if code == 0:
+            self.store.end_attempt(attempt.id, EndReason.SUCCEEDED, code, now)
+            self._set_requested(None)
+            return self._end(JobStatus.SUCCEEDED, now, "")
+        if requested.startswith("stopping:"):
+            reason = requested.split(":", 1)[1]
+            status, end = {"cancel": (JobStatus.CANCELLED, EndReason.CANCELLED), "budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET),
+                           "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE)}[reason]
+            self.store.end_attempt(attempt.id, end, code, now)
+            spend = self.store.spend(self.job_id)
+            return self._end(status, now, f"stopped for {reason} at ${spend:.6f}")
+        if requested == "preempting":
+            self.store.end_attempt(attempt.id, EndReason.PREEMPTED, code, now)
+            self._set_requested(None)
+            self.store.transition(self.job_id, JobStatus.PREEMPTED, now)
+            return None
+        if code == 2:
+            self.store.end_attempt(attempt.id, EndReason.SETUP_FAILED, code, now)
+            return self._end(JobStatus.FAILED_SETUP, now, error_line(log))
+        if code is None or code in (-9, -15, 137, 143):
+            self.store.end_attempt(attempt.id, EndReason.LOST, code, now)
+            self._recover(job, now, "the attempt's process vanished (node lost)")
+            return None
+        self.store.end_attempt(attempt.id, EndReason.CRASHED, code, now)
+        return self._end(JobStatus.FAILED, now, error_line(log) or f"exit code {code}")
+
+    def _recover(self, job, now: float, why: str) -> None:
+        status = JobStatus(self.store.job(self.job_id).status)
+        if status in (JobStatus.RUNNING, JobStatus.PROVISIONING):
+            self.store.transition(self.job_id, JobStatus.PREEMPTED if status == JobStatus.RUNNING else JobStatus.RECOVERING, now, why)
+
+    def _end(self, status: JobStatus, now: float, message: str) -> None:
+        self.store.transition(self.job_id, status, now, message)
+        self._set_requested(None)

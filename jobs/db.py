@@ -1,0 +1,149 @@
+"""The job database: SQLAlchemy 2 models, SQLite (WAL) under $SPOTRAIN_HOME by default, any
+SQLAlchemy URL (``SPOTRAIN_DB``, e.g. PostgreSQL) for teams. Versioned migrations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import (JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, select, text)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from spotrain.errors import SpotrainError
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    backend: Mapped[str] = mapped_column(String(32))
+    recipe_yaml: Mapped[str] = mapped_column(Text)  # resolved recipe
+    recipe_dir: Mapped[str] = mapped_column(Text)  # where relative paths resolve
+    offers: Mapped[list] = mapped_column(JSON)  # the planner's ranked candidates at launch
+    options: Mapped[dict] = mapped_column(JSON)  # backend options (preemption injection, grace, ...)
+    workdir: Mapped[str] = mapped_column(Text)
+    max_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    deadline: Mapped[float | None] = mapped_column(Float, nullable=True)  # Unix time
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    ended: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    requested: Mapped[str | None] = mapped_column(String(32), nullable=True)  # cancel | preempt, from the CLI
+    controller_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    controller_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    backend: Mapped[str] = mapped_column(String(32))
+    offer: Mapped[dict] = mapped_column(JSON)
+    cloud: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(64))
+    instance: Mapped[str] = mapped_column(String(64))
+    spot: Mapped[bool] = mapped_column(Integer)
+    price: Mapped[float] = mapped_column(Float)  # $/h for all nodes
+    on_demand_price: Mapped[float] = mapped_column(Float)
+    emulated: Mapped[bool] = mapped_column(Integer, default=0)
+    handle: Mapped[dict] = mapped_column(JSON, default=dict)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float | None] = mapped_column(Float, nullable=True)
+    billed_until: Mapped[float] = mapped_column(Float)
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)  # = Σ ledger entries of this attempt
+    first_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    price: Mapped[float] = mapped_column(Float)  # $/h
+    amount: Mapped[float] = mapped_column(Float)  # price × (end − start) / 3600
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    time: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class SchemaVersion(Base):
+    __tablename__ = "schema_version"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+def _v1(conn) -> None:
+    Base.metadata.create_all(conn)
+
+
+MIGRATIONS = [(1, _v1)]  # (version it brings the database to, function of a connection)
+
+
+def default_url() -> str:
+    if os.environ.get("SPOTRAIN_DB"):
+        return os.environ["SPOTRAIN_DB"]
+    home = Path(os.environ.get("SPOTRAIN_HOME", Path.home() / ".spotrain")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'jobs.db'}"
+
+
+def connect(url: str | None = None) -> Engine:
+    url = url or default_url()
+    engine = create_engine(url, future=True, connect_args={"timeout": 60} if url.startswith("sqlite") else {})
+    if url.startswith("sqlite"):
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi, _):
+            dbapi.isolation_level = None  # we issue BEGIN ourselves (below)
+            cur = dbapi.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # take the write lock up front: no deadlocked upgrades between writers
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    migrate(engine)
+    return engine
+
+
+def current_version(conn) -> int:
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(select(SchemaVersion.version)).scalar() or 0
+
+
+def migrate(engine: Engine) -> int:
+    with engine.begin() as conn:
+        v = current_version(conn)
+        if v > SCHEMA_VERSION:
+            raise SpotrainError(f"the job database is at schema version {v}, newer than this spotrain ({SCHEMA_VERSION}) — upgrade spotrain")
+        for target, fn in MIGRATIONS:
+            if target > v:
+                fn(conn)
+                conn.execute(text("DELETE FROM schema_version"))
+                conn.execute(SchemaVersion.__table__.insert().values(version=target))
+                v = target
+    return v

@@ -1,0 +1,84 @@
+"""Glue between the CLI and the job machinery: launch a job, start or adopt controllers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from spotrain.pricing.catalog import spotrain_home
+from spotrain.recipes.loader import LoadedRecipe, absolute_recipe
+from spotrain.recipes.schema.budget import parse_duration
+
+from .controller import STALE_AFTER
+from .db import connect
+from .store import Store
+
+
+def open_store() -> Store:
+    return Store(connect())
+
+
+def job_dir(job_id: int) -> Path:
+    return spotrain_home() / "jobs" / str(job_id)
+
+
+def deadline_ts(deadline, now: float) -> float | None:
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        return deadline.timestamp()
+    return now + parse_duration(deadline).total_seconds()
+
+
+def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict], options: dict, now: float) -> int:
+    recipe = absolute_recipe(loaded)
+    job_id = store.create_job(name=recipe.name, backend=backend, recipe_yaml="", recipe_dir=str(loaded.base_dir), offers=offers,
+                              options=options, workdir="", max_cost=recipe.budget.max_cost,
+                              deadline=deadline_ts(recipe.budget.deadline, now), now=now)
+    d = job_dir(job_id)
+    d.mkdir(parents=True, exist_ok=True)
+    data = recipe.model_dump(mode="json", by_alias=True)
+    data["storage"]["checkpoints"] = str(d / "checkpoints")  # shared by every attempt (the "bucket")
+    text = yaml.safe_dump(data, sort_keys=False)
+    (d / "recipe.yaml").write_text(text)
+    from sqlalchemy import update
+
+    from .db import Job
+
+    with store.session() as s, s.begin():
+        s.execute(update(Job).where(Job.id == job_id).values(recipe_yaml=text, workdir=str(d)))
+    return job_id
+
+
+def start_controller(job_id: int) -> int:
+    """Start the job's controller as a detached process (it outlives this CLI)."""
+    d = job_dir(job_id)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "controller.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "spotrain", "_controller", str(job_id)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+    return proc.pid
+
+
+def ensure_controllers(store: Store, now: float | None = None) -> list[int]:
+    """Adopt every unfinished job whose controller stopped heartbeating. Returns the job ids."""
+    now = time.time() if now is None else now
+    adopted = []
+    for job in store.jobs():
+        from .states import JobStatus
+
+        if JobStatus(job.status).is_terminal():
+            continue
+        if job.heartbeat is None and now - job.created < STALE_AFTER:
+            continue  # its first controller is still starting
+        if job.heartbeat is None or now - job.heartbeat > STALE_AFTER:
+            start_controller(job.id)
+            store.event(job.id, "adopt", "controller not heartbeating; started a new one", now)
+            adopted.append(job.id)
+    return adopted

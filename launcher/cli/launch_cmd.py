@@ -1,0 +1,77 @@
+"""``spotrain launch``: plan, ask, create the job, start its controller, stream progress."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from spotrain.errors import SpotrainError
+from spotrain.recipes.loader import load_recipe
+
+from . import render
+from .jobs_cmd import print_cost, stream
+from .pricing_common import load_catalog, price_file_option
+
+
+def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
+    """The ranked offers a job may use: the best spot and on-demand ones, by estimated cost."""
+    spot = [c for c in candidates if c.spot][:per_kind]
+    od = [c for c in candidates if not c.spot][:per_kind]
+    return [dict(c.__dict__) for c in sorted(spot + od, key=lambda c: (c.cost, c.hourly))]
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.argument("overrides", nargs=-1)
+@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True, help="Where attempts run.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before spending.")
+@click.option("--detach", is_flag=True, help="Print the job id and return; the job runs on.")
+@click.option("--force", is_flag=True, help="Launch even if the cheapest estimate exceeds budget.max_cost (the cap still holds).")
+@click.option("--preempt-every", default=None, help="Local backend: inject spot preemptions at random, this often on average (e.g. 45s).")
+@click.option("--preempt-trace", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Local backend: replay a spot availability trace.")
+@click.option("--trace-speed", type=float, default=3600.0, show_default=True, help="Trace seconds per wall second.")
+@click.option("--grace", default="120s", show_default=True, help="Local backend: SIGTERM → SIGKILL grace period of a preemption.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random preemptions.")
+@click.option("--no-live", is_flag=True, help="Do not fetch live AWS spot prices.")
+@price_file_option
+def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_trace, trace_speed, grace, seed, no_live, prices) -> None:
+    """Launch recipe FILE as a job on the cheapest fitting offer; survive preemptions; stop at the budget."""
+    from spotrain.jobs import service
+    from spotrain.jobs.preemption import load_trace, parse_seconds
+    from spotrain.pricing.planner import plan
+
+    loaded = load_recipe(file, overrides)
+    r = loaded.recipe
+    options = {"grace": parse_seconds(grace), "seed": seed, "trace_speed": trace_speed}
+    if preempt_every:
+        options["preempt_every"] = parse_seconds(preempt_every)
+    if preempt_trace:
+        load_trace(preempt_trace)
+        options["preempt_trace"] = str(preempt_trace.resolve())
+    cat = load_catalog(prices, live=not no_live)
+    p = plan(r, cat.table, loaded.base_dir)
+    offers = offers_for_job(p.candidates)
+    best = offers[0]
+    emulated = " — emulated on this machine at this offer's price" if backend == "local" else ""
+    gpu = f"{best['accelerator']}:{best['count']:g}" if best["accelerator"] else f"{best['vcpus']:g} vCPU"
+    click.echo(f"plan: {best['cloud']}/{best['region']} {best['instance']} ({gpu}, {'spot' if best['spot'] else 'on-demand'}) "
+               f"{render.money(best['hourly'])}/h, est. {render.hours(best['hours'])}, est. cost {render.money(best['cost'])}{emulated}")
+    if r.budget.max_cost is not None:
+        click.echo(f"budget: {render.money(r.budget.max_cost)} for the whole job, recoveries included")
+        if best["cost"] > r.budget.max_cost and not force:
+            raise SpotrainError(f"the cheapest estimate {render.money(best['cost'])} exceeds budget.max_cost {render.money(r.budget.max_cost)} "
+                                "— raise the budget, change resources, or pass --force (the cap still stops the job)")
+    if not yes:
+        click.confirm("launch and start spending?", abort=True)
+    store = service.open_store()
+    service.ensure_controllers(store)
+    job_id = service.create(store, loaded, backend, offers, options, time.time())
+    service.start_controller(job_id)
+    click.echo(f"job {job_id} launched ({r.name}); follow it with `spotrain status {job_id}`, `spotrain logs {job_id} --follow`")
+    if detach:
+        return
+    status = stream(store, job_id)
+    print_cost(store, job_id)
+    raise click.exceptions.Exit(0 if status == "SUCCEEDED" else 1)

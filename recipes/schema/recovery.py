@@ -1,0 +1,18 @@
+"""The ``recovery`` section: what the jobs controller does after a preemption."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Section
+
+
+class Recovery(Section):
+    strategy: Annotated[Literal["failover", "same-region", "next-region", "on-demand-fallback"], Field(
+        description="After a preemption: `failover` (same region twice, then the next cheapest region, on-demand when spot is gone "
+                    "or after 3 preemptions), `same-region`, `next-region` (SkyPilot's EAGER_NEXT_REGION: never on-demand), "
+                    "`on-demand-fallback`.")] = "failover"
+    max_restarts: Annotated[int, Field(ge=0, description="Give up (FAILED_NO_RESOURCE) after this many restarts.")] = 10
+    max_wait_minutes: Annotated[float, Field(gt=0, description="Give up when no capacity fits the strategy for this long.")] = 60.0

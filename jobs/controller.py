@@ -34,7 +34,8 @@ from .preemption import Injector
 from .states import EndReason, JobStatus
 from .store import Store
 
-STALE_AFTER = 15.0  # seconds without heartbeat before another controller may adopt the job
+# seconds without heartbeat before another controller may adopt the job
+STALE_AFTER = float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))
 DEFAULT_SAVE_SECONDS = 10.0
 
 
@@ -63,8 +64,10 @@ def read_progress(workdir: Path) -> dict:
             kind = ev.get("event")
             if kind == "step":
                 out.setdefault("first_step", ev["step"])
-                out.update(step=ev["step"], loss=ev["loss"], step_time=ev["time"])
                 out.setdefault("first_step_time", ev["time"])
+                out.update(step=ev["step"], loss=ev["loss"], step_time=ev["time"])
+                if out["step"] > out["first_step"]:
+                    out["step_seconds"] = (out["step_time"] - out["first_step_time"]) / (out["step"] - out["first_step"])
             elif kind == "checkpoint_restored":
                 out["restored"] = ev["step"]
             elif kind == "checkpoint_saved":
@@ -170,7 +173,8 @@ class Controller:
             self.store.set_handle(attempt_id, {"dir": str(workdir)})
             try:
                 handle = self.backend.provision(job_id=self.job_id, attempt=n, offer=o, recipe_path=Path(job.workdir) / "recipe.yaml",
-                                                workdir=workdir, env={"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n)})
+                                                workdir=workdir, env={"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n),
+                                                                      **self.opts.get("attempt_env", {}).get(str(n), {})})
             except ProvisionError as exc:
                 tried.append(f"{o['cloud']}/{o['region']}/{o['instance']} ({exc})")
                 self.store.end_attempt(attempt_id, EndReason.LOST, None, self.clock())
@@ -203,14 +207,18 @@ class Controller:
             self._begin_preempt(attempt, now, "preempt requested")
         elif attempt.spot and not requested and self.injector.due(now, attempt.start):
             self._begin_preempt(attempt, now, "spot capacity reclaimed (injected)")
-        margin = prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + 2 * self.tick
+        # time a graceful stop needs: finish the current step, save, exit — plus ticks of slack; it
+        # always exceeds the hard-kill window (2 ticks), so the graceful stop comes first
+        margin = prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + prog.get("step_seconds", 1.0) + 4 * self.tick
         if job.max_cost is not None:
             spend = self.store.spend(self.job_id)
-            if spend + 2 * attempt.price * self.tick / 3600 > job.max_cost:
+            stopping = requested.startswith("stopping:")
+            if not stopping and spend + attempt.price * margin / 3600 >= job.max_cost:
+                self._begin_stop(attempt, "budget", now)
+                requested = "stopping:budget"
+            elif spend + 2 * attempt.price * self.tick / 3600 > job.max_cost:
                 self._kill(attempt, now, f"budget ${job.max_cost:g} reached before the attempt stopped")
                 self._set_requested("stopping:budget")
-            elif spend + attempt.price * margin / 3600 >= job.max_cost and not requested.startswith("stopping:"):
-                self._begin_stop(attempt, "budget", now)
         if job.deadline is not None and now + margin >= job.deadline and not requested.startswith("stopping:"):
             self._begin_stop(attempt, "deadline", now)
         if self._kill_at is not None and now >= self._kill_at:

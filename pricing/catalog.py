@@ -149,11 +149,13 @@ def load(price_file: Path | None = None, use_cache: bool = True) -> Catalog:
             table = _apply_user(table, OfferTable.from_rows(rows))
             sources.append(SourceInfo("user", str(path), len(rows), path.stat().st_mtime))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for old in cache_dir.glob("offers-*"):
-        if old.stem != cache.stem:
-            old.unlink(missing_ok=True)
+    tmp_meta = cache_dir / f".{meta.name}.{os.getpid()}.tmp"
+    tmp_meta.write_text(json.dumps([s.__dict__ for s in sources]))
+    tmp_meta.replace(meta)  # metadata first: a reader that sees the table also sees its sources
     table.save(cache)
-    meta.write_text(json.dumps([s.__dict__ for s in sources]))
+    for old in list(cache_dir.glob("offers-*.npz")) + list(cache_dir.glob("offers-*.json")):
+        if old.stem != cache.stem:  # caches of sources that changed since
+            old.unlink(missing_ok=True)
     return Catalog(table, sources, False, time.perf_counter() - t0, cache)
 
 

@@ -114,7 +114,9 @@ class OfferTable:
         return Offer(**v)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp.npz")
+        import os
+
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # per process: concurrent rebuilds never share it
         arrays = {f"c_{k}": v for k, v in self.codes.items()} | {f"l_{k}": v for k, v in self.labels.items()} | {f"n_{k}": v for k, v in self.nums.items()}
         np.savez(tmp, **arrays)
         tmp.replace(path)

@@ -3,3 +3,7 @@
 
 def shout(text, rng, suffix="!"):
     return text.upper() + suffix
+
+
+def boom(text, rng):
+    raise RuntimeError("user augmentation crashed")

@@ -241,3 +241,15 @@ def test_offer_table_round_trip(tmp_path):
     assert [repr(back.row(i)) for i in range(len(back))] == [repr(t.row(i)) for i in range(len(t))]  # repr: NaN == NaN
     both = OfferTable.concat([t, OfferTable.from_rows(offers(FIXTURE, "vast"))])
     assert both.row(len(both) - 1).cloud == "vast" and both.row(0) == t.row(0)
+
+
+def test_concurrent_cache_rebuilds_do_not_collide(fixture_catalog):
+    import subprocess
+    import sys
+
+    code = "from spotrain.pricing import catalog; print(len(catalog.load().table))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert len({o.strip() for o, _ in outs}) == 1
+    assert catalog.load().cached

@@ -35,8 +35,10 @@ def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
 @click.option("--grace", default="120s", show_default=True, help="Local backend: SIGTERM → SIGKILL grace period of a preemption.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random preemptions.")
 @click.option("--no-live", is_flag=True, help="Do not fetch live AWS spot prices.")
+@click.option("--attempt-env", multiple=True, hidden=True, help="N:KEY=VALUE environment for attempt N (fault injection in tests).")
 @price_file_option
-def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_trace, trace_speed, grace, seed, no_live, prices) -> None:
+def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_trace, trace_speed, grace, seed, no_live, attempt_env,
+           prices) -> None:
     """Launch recipe FILE as a job on the cheapest fitting offer; survive preemptions; stop at the budget."""
     from spotrain.jobs import service
     from spotrain.jobs.preemption import load_trace, parse_seconds
@@ -47,6 +49,10 @@ def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_
     options = {"grace": parse_seconds(grace), "seed": seed, "trace_speed": trace_speed}
     if preempt_every:
         options["preempt_every"] = parse_seconds(preempt_every)
+    for spec in attempt_env:
+        n, _, kv = spec.partition(":")
+        k, _, v = kv.partition("=")
+        options.setdefault("attempt_env", {}).setdefault(n, {})[k] = v
     if preempt_trace:
         load_trace(preempt_trace)
         options["preempt_trace"] = str(preempt_trace.resolve())

@@ -58,6 +58,17 @@ def _precision(choice: str) -> str:
 
 
 def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
+    """Run the recipe; SIGTERM/SIGINT at any point end it cleanly (after a checkpoint once training runs)."""
+    from .train.signals import StopFlag
+
+    stop = StopFlag().install()
+    try:
+        return _run(loaded, workdir, say, stop)
+    finally:
+        stop.restore()
+
+
+def _run(loaded: LoadedRecipe, workdir: Path, say, stop) -> int:
     r = loaded.recipe
     if r.train.threads:
         import torch
@@ -110,17 +121,16 @@ def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
         if main:
             done.unlink()
 
-    return _train_and_eval(loaded, data, acc, workdir, events, ckpt_fp, say, t_start)
+    return _train_and_eval(loaded, data, acc, workdir, events, ckpt_fp, say, t_start, stop)
 
 
-def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float) -> int:
+def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float, stop) -> int:
     import torch
 
     from . import evaluate
     from .model import build_model
     from .train import rng
     from .train.loop import Trainer
-    from .train.signals import StopFlag
 
     r = loaded.recipe
     rng.seed_all(r.seed)
@@ -139,11 +149,9 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
         from tqdm import tqdm
 
         progress = tqdm(total=r.train.steps, initial=trainer.step, desc=r.name, unit="step", dynamic_ncols=True)
-    stop = StopFlag().install()
     try:
         outcome = trainer.train(stop, progress)
     finally:
-        stop.restore()
         if progress is not None:
             progress.close()
     if outcome.status == "interrupted":

@@ -134,6 +134,8 @@ class Trainer:
         self.model.train()
         last_save = last_log = self.clock()
         tokens_at_log = self.tokens_seen
+        if stop.raised:  # the notice came during start-up: nothing new to save
+            return Outcome("interrupted", self.step, 128 + stop.signum, self.tokens_seen, self.last_val, restored)
         while self.step < t.steps:
             step_loss = torch.zeros((), device=acc.device)
             step_tokens = 0

@@ -1,0 +1,224 @@
+"""Jobs on the local backend, end to end through the CLI: chaos preemptions with exact resume,
+controller adoption, concurrent launches, the budget cap, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, spotrain, tiny_recipe
+
+FIXTURE = Path(__file__).parent / "fixtures" / "catalog" / "v8"
+PRICES = "offers:\n  - {cloud: lab, region: lab-1, instance: box, vcpus: 8, memory_gb: 32, price: 3.6, spot_price: 1.8}\n"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "prices.yaml").write_text(PRICES)
+    e = {"SPOTRAIN_HOME": str(home), "SPOTRAIN_CATALOG_DIR": str(FIXTURE), "SPOTRAIN_HEARTBEAT_STALE": "3",
+         "PYTHONPATH": str(Path(__file__).parent)}
+    for k, v in e.items():
+        monkeypatch.setenv(k, v)
+    return e
+
+
+def write(tmp_path: Path, recipe: dict, name="r.yaml") -> Path:
+    r = {**recipe, "resources": {"clouds": ["lab"], **recipe.get("resources", {})}}
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(r))
+    return p
+
+
+def store():
+    from spotrain.jobs.service import open_store
+
+    return open_store()
+
+
+def wait(pred, timeout=180.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def job_status(job_id: int) -> str:
+    return store().job(job_id).status
+
+
+def current_step(job_id: int) -> int:
+    from spotrain.jobs.controller import read_progress
+
+    a = store().current_attempt(job_id)
+    if a is None or "dir" not in (a.handle or {}):
+        return -1
+    return read_progress(Path(a.handle["dir"])).get("step", -1)
+
+
+def launch(recipe: Path, *extra: str, env=None) -> int:
+    res = spotrain("launch", str(recipe), "--yes", "--detach", "--no-live", *extra, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return int(res.stdout.split("job ", 1)[1].split()[0])
+
+
+def losses(events_files: list[Path]) -> dict[int, float]:
+    out = {}
+    for f in events_files:
+        for line in f.read_text().splitlines():
+            ev = json.loads(line)
+            if ev["event"] == "step":
+                out[ev["step"]] = ev["loss"]
+    return out
+
+
+# ~50 ms per step on one thread, so preemptions land mid-training
+SLOW = dict(model={"family": "gpt2", "layers": 2, "heads": 4, "hidden": 128, "context": 32}, train__batch_size=32)
+CHAOS = dict(model={**SLOW["model"], "dropout": 0.1}, train__batch_size=32, train__steps=240, train__log_every=1,
+             train__checkpoints={"every_steps": 10, "every_minutes": None, "keep_last": 3})
+
+
+def test_chaos_three_preemptions_end_bit_identical_with_a_complete_ledger(env, tmp_path):
+    recipe = write(tmp_path, tiny_recipe(**CHAOS))
+    ref = spotrain("run", str(recipe), "--workdir", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    rng = random.Random(1)
+    # attempt 2 is SIGKILLed in the middle of its first checkpoint write (after the rename, before the manifest)
+    job = launch(recipe, "--grace", "60s", "--attempt-env", "2:SPOTRAIN_FAILPOINT=renamed@*")
+    # 1) a graceful preemption (SIGTERM → checkpoint → exit) at a random step of attempt 1
+    target = rng.randint(6, 14)
+    wait(lambda: current_step(job) >= target, what=f"step {target}")
+    assert spotrain("preempt", str(job)).returncode == 0
+    wait(lambda: len(store().attempts(job)) >= 3, what="attempt 3 (attempt 2 died mid-checkpoint)")
+    # 3) node loss at a random moment of attempt 3: SIGKILL of its whole process group
+    restored = wait(lambda: current_step(job), what="attempt 3 training")
+    wait(lambda: current_step(job) >= restored + rng.randint(2, 6), what="attempt 3 progress")
+    a3 = store().current_attempt(job)
+    assert a3.number == 3
+    os.killpg(a3.handle["pgid"], signal.SIGKILL)
+    wait(lambda: job_status(job) in ("SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_NO_RESOURCE"), timeout=300, what="job end")
+    s = store()
+    assert s.job(job).status == "SUCCEEDED", s.job(job).message
+    atts = s.attempts(job)
+    assert [a.end_reason for a in atts] == ["preempted", "lost", "lost", "succeeded"]
+    # bit-identical final weights and the same loss trajectory as the uninterrupted run
+    ck = lambda d: torch.load(d / "checkpoints" / "step-00000240" / "model.pt", weights_only=False)  # noqa: E731
+    mine, theirs = ck(Path(s.job(job).workdir)), ck(tmp_path / "ref")
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    files = [Path(a.handle["dir"]) / "events.jsonl" for a in atts]
+    assert losses(files) == losses([tmp_path / "ref" / "events.jsonl"])
+    # money: ledger = Σ attempts, every billed second accounted once
+    ledger = s.ledger(job)
+    assert s.spend(job) == pytest.approx(math.fsum(a.cost for a in atts), abs=1e-12)
+    for a in atts:
+        spans = [(e.start, e.end) for e in ledger if e.attempt_id == a.id]
+        assert spans[0][0] == a.start and spans[-1][1] == a.billed_until
+        assert all(x[1] == y[0] for x, y in zip(spans, spans[1:])), "contiguous, no gap or overlap"
+        assert a.cost == pytest.approx(a.price * (a.billed_until - a.start) / 3600)
+    rep = json.loads(spotrain("cost", str(job), "--json").stdout)
+    assert rep["total"] == pytest.approx(s.spend(job)) and len(rep["attempts"]) == 4 and rep["emulated"]
+
+
+def test_killed_controller_is_adopted_and_the_job_runs_once(env, tmp_path):
+    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=200, train__log_every=1))
+    job = launch(recipe)
+    wait(lambda: current_step(job) >= 3, what="training")
+    first = store().job(job).controller_pid
+    os.kill(first, signal.SIGKILL)
+    time.sleep(3.5)  # the heartbeat goes stale (SPOTRAIN_HEARTBEAT_STALE=3)
+    assert spotrain("status", str(job)).returncode == 0  # any command adopts
+    wait(lambda: store().job(job).controller_pid not in (None, first), what="a new controller")
+    wait(lambda: job_status(job) == "SUCCEEDED", timeout=300, what="job end")
+    s = store()
+    atts = s.attempts(job)
+    assert len(atts) == 1, "adopted, not relaunched"
+    evs = (Path(atts[0].handle["dir"]) / "events.jsonl").read_text()
+    assert evs.count('"event":"run_start"') == 1
+    assert [e.kind for e in s.events(job)].count("adopt") == 1
+
+
+def test_ten_concurrent_launches_keep_every_row(env, tmp_path):
+    recipe = write(tmp_path, tiny_recipe(data__sources=[{"type": "files", "paths": ["missing/*.txt"]}]))
+    procs = [subprocess.Popen([sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--detach", "--no-live"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(10)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o for p, o in zip(procs, outs) if p.returncode != 0]
+    ids = sorted(int(o.split("job ", 1)[1].split()[0]) for o, _ in outs)
+    assert ids == list(range(1, 11))
+    wait(lambda: all(job_status(i) == "FAILED_SETUP" for i in ids), timeout=300, what="all jobs to end")
+    s = store()
+    for i in ids:
+        kinds = [e.kind for e in s.events(i)]
+        assert kinds == ["created", "status", "attempt", "status", "attempt_end", "status"], (i, kinds)
+        assert len(s.attempts(i)) == 1
+        assert s.spend(i) == pytest.approx(s.attempts(i)[0].cost)
+    with s.engine.connect() as c:
+        from sqlalchemy import text
+
+        assert c.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+def test_budget_cap_stops_gracefully_with_a_usable_checkpoint(env, tmp_path):
+    from spotrain.recipes.runtime.train import checkpoint
+
+    # $3.60/h on-demand: the cap buys 30 s; the graceful stop starts ~12 s before it (save estimate + 2 ticks)
+    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=5000, budget={"max_cost": 0.03}, resources={"spot": False}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--force")
+    assert res.returncode == 1
+    assert "STOPPED_BUDGET" in res.stdout
+    s = store()
+    job = s.jobs()[-1]
+    assert job.status == "STOPPED_BUDGET"
+    tick = 3.6 * 1.0 / 3600  # one billing tick at $3.60/h
+    assert s.spend(job.id) <= 0.03 + tick
+    found = checkpoint.latest(Path(job.workdir) / "checkpoints")
+    assert found is not None and found.step > 0 and found.manifest["files"]["model.pt"]["bytes"] > 0
+    att = s.attempts(job.id)[0]
+    assert (att.end_reason, att.exit_code) == ("budget", 143), "stopped gracefully, not killed"
+    evs = [json.loads(l) for l in (Path(att.handle["dir"]) / "events.jsonl").read_text().splitlines()]
+    saved = [e for e in evs if e["event"] == "checkpoint_saved"][-1]
+    assert saved["reason"] == "signal" and saved["step"] == found.step == att.last_step
+    assert "(emulated)" in res.stdout
+
+
+def test_launch_refuses_a_plan_above_the_budget(env, tmp_path):
+    recipe = write(tmp_path, tiny_recipe(train__steps=10**7, budget={"max_cost": 0.01}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live")
+    assert res.returncode == 2 and "exceeds budget.max_cost $0.0100" in res.stderr and "--force" in res.stderr
+    assert store().jobs() == []
+
+
+def test_setup_failure_crash_and_bad_job_ids(env, tmp_path):
+    setup = write(tmp_path, tiny_recipe(data__sources=[{"type": "files", "paths": ["nope.txt"]}]), "setup.yaml")
+    res = spotrain("launch", str(setup), "--yes", "--no-live")
+    assert res.returncode == 1 and "FAILED_SETUP: error: data.sources[0]: file '" in res.stdout
+    assert f"{tmp_path / 'nope.txt'}' not found" in res.stdout
+    crash = write(tmp_path, tiny_recipe(data__augment=[{"fn": "aug_helpers:boom"}]), "crash.yaml")
+    res = spotrain("launch", str(crash), "--yes", "--no-live")
+    assert res.returncode == 1 and "FAILED: internal error: RuntimeError: user augmentation crashed" in res.stdout
+    s = store()
+    jobs = s.jobs()
+    assert [j.status for j in jobs] == ["FAILED_SETUP", "FAILED"]
+    assert len(s.attempts(jobs[1].id)) == 1, "a crash is not retried as a preemption"
+    for cmd in (["status", "99"], ["logs", "99"], ["cancel", "99"], ["preempt", "99"], ["events", "99"], ["cost", "99"]):
+        r = spotrain(*cmd)
+        assert r.returncode == 2 and r.stderr.strip() == "error: no job 99 — see `spotrain status` for job ids", cmd
+    r = spotrain("cancel", str(jobs[0].id))
+    assert r.returncode == 2 and "already ended (FAILED_SETUP)" in r.stderr
+    logs = spotrain("logs", str(jobs[0].id))
+    assert "=== attempt 1:" in logs.stdout and "not found" in logs.stdout

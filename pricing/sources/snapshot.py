@@ -52,6 +52,15 @@ ROWS: list[tuple] = [
     ("lambda", "us-east-1", "gpu_8x_h100_sxm5", "H100", 8, 208, 1800, 23.92, None),
     ("runpod", "US", "1x_A100-80GB_SECURE", "A100-80GB", 1, 8, 117, 1.64, None),
     ("runpod", "US", "1x_H100_SECURE", "H100", 1, 16, 125, 2.69, None),
+    # CPU-only machines (small jobs, CPU recipes)
+    ("aws", "us-east-1", "m6i.large", "", 0, 2, 8, 0.096, 0.0384),
+    ("aws", "us-east-1", "m6i.xlarge", "", 0, 4, 16, 0.192, 0.0768),
+    ("aws", "us-east-1", "c6i.2xlarge", "", 0, 8, 16, 0.34, 0.136),
+    ("aws", "us-east-1", "m6i.4xlarge", "", 0, 16, 64, 0.768, 0.3072),
+    ("gcp", "us-central1", "n2-standard-4", "", 0, 4, 16, 0.1942, 0.0475),
+    ("gcp", "us-central1", "n2-standard-8", "", 0, 8, 32, 0.3885, 0.095),
+    ("azure", "eastus", "Standard_D4s_v5", "", 0, 4, 16, 0.192, 0.0384),
+    ("azure", "eastus", "Standard_D8s_v5", "", 0, 8, 32, 0.384, 0.0768),
 ]
 
 

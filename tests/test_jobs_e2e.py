@@ -222,3 +222,39 @@ def test_setup_failure_crash_and_bad_job_ids(env, tmp_path):
     assert r.returncode == 2 and "already ended (FAILED_SETUP)" in r.stderr
     logs = spotrain("logs", str(jobs[0].id))
     assert "=== attempt 1:" in logs.stdout and "not found" in logs.stdout
+
+
+def test_deadline_stops_the_job_with_a_checkpoint(env, tmp_path):
+    from spotrain.recipes.runtime.train import checkpoint
+
+    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=5000, budget={"deadline": "20s"}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--force")
+    assert res.returncode == 1 and "STOPPED_DEADLINE" in res.stdout
+    s = store()
+    job = s.jobs()[-1]
+    assert job.status == "STOPPED_DEADLINE" and job.ended <= job.deadline + 3
+    att = s.attempts(job.id)[-1]
+    assert (att.end_reason, att.exit_code) == ("deadline", 143)
+    assert checkpoint.latest(Path(job.workdir) / "checkpoints").step == att.last_step
+
+
+def test_random_hazard_and_trace_replay_preempt_and_recover(env, tmp_path):
+    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=150, train__checkpoints={"every_steps": 10, "every_minutes": None, "keep_last": 2}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-every", "6s", "--seed", "3", "--grace", "30s")
+    assert res.returncode == 0, res.stdout[-2000:]
+    s = store()
+    job = s.jobs()[-1]
+    reasons = [a.end_reason for a in s.attempts(job.id)]
+    assert reasons[-1] == "succeeded" and reasons.count("preempted") >= 1
+    assert any("spot capacity reclaimed (injected)" in e.message for e in s.events(job.id))
+    # a trace whose spot capacity disappears after 2 ticks: failover moves the job to on-demand
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3600}, "data": [1] * 2 + [0] * 50}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-trace", str(trace), "--trace-speed", "900", "--grace", "30s")
+    assert res.returncode == 0, res.stdout[-2000:]
+    job = s.jobs()[-1]
+    atts = s.attempts(job.id)
+    assert atts[0].spot and atts[0].end_reason == "preempted"
+    assert not atts[-1].spot and atts[-1].end_reason == "succeeded"
+    rep = json.loads(spotrain("cost", str(job.id), "--json").stdout)
+    assert [r["spot"] for r in rep["attempts"]] == [a.spot == 1 for a in atts]

@@ -40,7 +40,6 @@ class Job(Base):
     controller_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     controller_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
-    restarts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Attempt(Base):

@@ -38,7 +38,7 @@ class Store:
         with self.session() as s, s.begin():
             job = Job(name=name, status=JobStatus.PENDING.value, backend=backend, recipe_yaml=recipe_yaml, recipe_dir=recipe_dir,
                       offers=offers, options=options, workdir=workdir, max_cost=max_cost, deadline=deadline,
-                      created=now, updated=now, message="", restarts=0)
+                      created=now, updated=now, message="")
             s.add(job)
             s.flush()
             s.add(Event(job_id=job.id, time=now, kind="created", message=f"job {job.id} created ({name}, backend {backend})", data={}))
@@ -85,12 +85,6 @@ class Store:
             job = s.get(Job, job_id)
             action, job.requested = job.requested, None
             return action
-
-    def add_restart(self, job_id: int) -> int:
-        with self.session() as s, s.begin():
-            job = s.get(Job, job_id)
-            job.restarts += 1
-            return job.restarts
 
     # ------------------------------------------------------------------ controller lease
     def claim_controller(self, job_id: int, pid: int, now: float, stale_after: float) -> bool:

@@ -28,7 +28,6 @@ class PlanError(SpotrainError):
 class Options:
     mfu: float = estimate.DEFAULT_MFU
     hazard: estimate.Hazard = estimate.Hazard()
-    top: int = 10
 
 
 @dataclass

@@ -28,7 +28,7 @@ def plan(file: str, overrides: tuple[str, ...], top: int, as_json: bool, mfu: fl
 
     loaded = load_recipe(file, overrides)
     cat = load_catalog(prices, live=not no_live, quiet=as_json)
-    p = make_plan(loaded.recipe, cat.table, loaded.base_dir, Options(mfu=mfu, top=top))
+    p = make_plan(loaded.recipe, cat.table, loaded.base_dir, Options(mfu=mfu))
     shown = p.candidates[:top]
     if as_json:
         click.echo(json.dumps({

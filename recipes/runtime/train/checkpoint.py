@@ -192,3 +192,16 @@ def prune(root: Path, keep_last: int, protect: set[int] = frozenset()) -> list[P
 
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+
+
+def best(root: Path) -> int | None:
+    """The complete checkpoint with the lowest validation loss recorded in its manifest."""
+    scored = []
+    for step, path in candidates(root):
+        try:
+            m = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if m.get("val_loss") is not None:
+            scored.append((m["val_loss"], step))
+    return min(scored)[1] if scored else None

@@ -34,7 +34,8 @@ class Outcome:
 
 class Trainer:
     def __init__(self, recipe: Recipe, data, model, accelerator, ckpt_root: Path, fingerprint: str,
-                 events: EventLog, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic):
+                 events: EventLog, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
+                 remote=None, uploader=None):
         self.r, self.t = recipe, recipe.train
         self.data, self.acc = data, accelerator
         self.root, self.fp = Path(ckpt_root), fingerprint
@@ -48,13 +49,22 @@ class Trainer:
         self.mask = data.loss_mask("train")
         self.plan = BatchPlan(self.tokens.shape[0], self.t.batch_size, self.t.grad_accum, self.world, self.rank, recipe.seed)
         self.vocab = accelerator.unwrap_model(self.model).get_input_embeddings().num_embeddings
+        self.remote, self.uploader = remote, uploader
         self.step = 0
         self.tokens_seen = 0
         self.last_val: dict | None = None
 
     # ---------------------------------------------------------------- checkpoints
     def resume(self) -> int | None:
-        found = checkpoint.latest(self.root, warn=lambda m: self.say(f"warning: {m}"))
+        warn = lambda m: self.say(f"warning: {m}")  # noqa: E731
+        if self.remote is not None:
+            if self.main:
+                have = checkpoint.latest(self.root, warn)
+                got = _fetch(self.remote, self.root, have.step if have else None, warn)
+                if got is not None:
+                    self.events.emit("checkpoint_downloaded", step=got, uri=f"{self.remote.uri}/step-{got:08d}")
+            self.acc.wait_for_everyone()
+        found = checkpoint.latest(self.root, warn=warn)
         if found is None:
             return None
         fp = found.manifest.get("fingerprint")
@@ -101,7 +111,11 @@ class Trainer:
         if self.main:
             meta = {"fingerprint": self.fp, "world_size": self.world, "val_loss": (self.last_val or {}).get("loss")}
             final = checkpoint.commit(self.root, tmp, self.step, meta, known)
-            checkpoint.prune(self.root, self.t.checkpoints.keep_last)
+            protect = {self.uploader.in_flight} if self.uploader and self.uploader.in_flight is not None else set()
+            best = checkpoint.best(self.root)
+            checkpoint.prune(self.root, self.t.checkpoints.keep_last, protect | ({best} if best is not None else set()))
+            if self.uploader is not None:
+                self.uploader.submit(self.step)
             self.events.emit("checkpoint_saved", step=self.step, path=str(final), reason=reason,
                              bytes=checkpoint.dir_bytes(final), seconds=round(self.clock() - t0, 4))
             self.events.sync()
@@ -189,3 +203,9 @@ class Trainer:
                     self.events.emit("interrupted", signal=signum, step=self.step)
                 return Outcome("interrupted", self.step, 128 + signum, self.tokens_seen, self.last_val, restored)
         return Outcome("completed", self.step, 0, self.tokens_seen, self.last_val, restored)
+
+
+def _fetch(remote, root, newer_than, warn):
+    from ..store.checkpoints import fetch_latest
+
+    return fetch_latest(remote, root, newer_than, warn)

@@ -1,0 +1,182 @@
+"""Checkpoints in S3 (moto server) and GCS (fake-gcs-server), over HTTP on 127.0.0.1:
+resume from the bucket alone, partial uploads never selected, retention, verification,
+encryption settings, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import spotrain, spotrain_popen, tiny_recipe
+from spotrain.recipes.runtime.store import checkpoints as remote
+from spotrain.recipes.runtime.store.base import StoreError, open_store
+from spotrain.recipes.runtime.train import checkpoint as local
+
+
+@pytest.fixture
+def s3(moto_endpoint, monkeypatch):
+    env = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import boto3
+
+    bucket = f"b-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/ckpt", env
+
+
+@pytest.fixture
+def gcs(fake_gcs, monkeypatch):
+    env = {"STORAGE_EMULATOR_HOST": fake_gcs.url}
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    bucket = f"b-{uuid.uuid4().hex[:10]}"
+    storage.Client(project="t", credentials=AnonymousCredentials()).create_bucket(bucket)
+    return f"gs://{bucket}/ckpt", env
+
+
+@pytest.fixture(params=["local", "s3", "gcs"])
+def store_uri(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "bucket"), {}
+    return request.getfixturevalue(request.param)
+
+
+def make_ckpt(root: Path, step: int, payload: bytes = b"w" * 1000, val_loss=None) -> Path:
+    tmp = local.begin(root, step)
+    (tmp / "model.pt").write_bytes(payload)
+    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    return local.commit(root, tmp, step, {"fingerprint": "fp", "val_loss": val_loss})
+
+
+def test_object_store_round_trip(store_uri, tmp_path):
+    uri, _ = store_uri
+    st = open_store(uri)
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(3000))
+    st.put_file("a/x/f.bin", src)
+    st.put_bytes("a/y/g.txt", b"hello")
+    st.put_bytes("top.txt", b"t")
+    assert st.get_bytes("a/y/g.txt") == b"hello" and st.get_bytes("a/none") is None
+    st.get_file("a/x/f.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    assert st.list_dirs() == ["a"] and st.list_dirs("a") == ["x", "y"]
+    assert st.list_keys("a") == ["a/x/f.bin", "a/y/g.txt"]
+    st.delete_prefix("a")
+    assert st.list_keys() == ["top.txt"]
+
+
+def test_protocol_skips_partial_and_corrupt_and_keeps_best(store_uri, tmp_path):
+    uri, _ = store_uri
+    st = open_store(uri)
+    staging = tmp_path / "staging"
+    for step, loss in ((10, 2.0), (20, 1.5), (30, 1.8), (40, 1.9)):
+        remote.upload(st, make_ckpt(staging, step, val_loss=loss), step)
+    # 50: files uploaded, no manifest (interrupted); 60: a flipped byte
+    d50 = make_ckpt(staging, 50)
+    st.put_file("step-00000050/model.pt", d50 / "model.pt")
+    d60 = make_ckpt(staging, 60, payload=b"x" * 1000)
+    remote.upload(st, d60, 60)
+    st.put_bytes("step-00000060/model.pt", b"x" * 500 + b"y" + b"x" * 499)
+    warnings = []
+    fresh = tmp_path / "fresh"
+    assert remote.fetch_latest(st, fresh, None, warnings.append) == 40
+    assert any("step-00000060: model.pt fails its SHA-256 check" in w for w in warnings)
+    assert any("step-00000050: no manifest" in w for w in warnings)
+    assert local.latest(fresh).step == 40
+    assert remote.fetch_latest(st, fresh, newer_than=40) is None
+    removed = remote.prune_remote(st, keep_last=2)
+    assert sorted(removed) == [10, 30, 50]  # the best (20, val 1.5) survives; 40 and 60 are the newest two
+    assert remote.remote_steps(st) == [60, 40, 20]
+
+
+def run_recipe(tmp_path: Path, uri: str, steps: int = 40) -> Path:
+    slow = {"family": "gpt2", "layers": 2, "heads": 4, "hidden": 128, "context": 32, "dropout": 0.1}  # ~55 ms/step
+    r = tiny_recipe(model=slow, train__batch_size=32, train__steps=steps, train__checkpoints={"every_steps": 5, "every_minutes": None, "keep_last": 2},
+                    storage={"checkpoints": uri, "upload_timeout_s": 60})
+    p = tmp_path / f"r-{uuid.uuid4().hex[:6]}.yaml"
+    p.write_text(yaml.safe_dump(r))
+    return p
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_sigkill_then_resume_on_a_fresh_machine_from_the_bucket(kind, request, tmp_path):
+    uri, env = request.getfixturevalue(kind)
+    ref = spotrain("run", str(run_recipe(tmp_path, str(tmp_path / "refck"))), "--workdir", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr
+    recipe = run_recipe(tmp_path, uri)
+    # killed mid-upload of its second checkpoint (some files sent, no manifest), then on a "new machine"
+    first = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_FAILPOINT": "upload-partial@10"})
+    assert first.returncode == -signal.SIGKILL
+    st = open_store(uri)
+    assert 10 in remote.remote_steps(st) and remote.remote_manifest(st, 10) is None
+    second = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m2"), env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resumed from checkpoint at step 5" in second.stdout
+    assert "skipping" in second.stdout and "step-00000010: no manifest" in second.stdout
+    evs = [json.loads(l) for l in (tmp_path / "m2" / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "checkpoint_downloaded" and e["step"] == 5 for e in evs)
+    assert any(e["event"] == "checkpoint_uploaded" and e["step"] == 40 for e in evs)
+    # the bucket alone: a third machine downloads the final checkpoint; weights equal the uninterrupted run
+    fresh = tmp_path / "m3"
+    assert remote.fetch_latest(st, fresh) == 40
+    a = torch.load(fresh / "step-00000040" / "model.pt", weights_only=False)
+    b = torch.load(tmp_path / "refck" / "step-00000040" / "model.pt", weights_only=False)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gcs_server_killed_mid_upload_and_restarted(gcs, fake_gcs, tmp_path):
+    uri, env = gcs
+    recipe = run_recipe(tmp_path, uri, steps=20)
+    first = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_FAILPOINT": "upload-partial@15"})
+    assert first.returncode == -signal.SIGKILL
+    fake_gcs.stop()  # the server dies too, with a partial checkpoint in it
+    fake_gcs.start()
+    st = open_store(uri)
+    assert 15 in remote.remote_steps(st) and remote.remote_manifest(st, 15) is None
+    warnings = []
+    assert remote.fetch_latest(st, tmp_path / "fresh", None, warnings.append) == 10
+    second = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m2"), env=env)
+    assert second.returncode == 0 and "resumed from checkpoint at step 10" in second.stdout
+
+
+def test_encryption_settings_reach_the_server(s3, tmp_path):
+    uri, _ = s3
+    st = open_store(uri, sse="AES256")
+    f = tmp_path / "x"
+    f.write_bytes(b"abc")
+    st.put_file("k/x", f)
+    st.put_bytes("k/y", b"def")
+    import boto3
+
+    c = boto3.client("s3")
+    bucket, prefix = uri[5:].split("/", 1)
+    assert c.head_object(Bucket=bucket, Key=f"{prefix}/k/x")["ServerSideEncryption"] == "AES256"
+    assert c.head_object(Bucket=bucket, Key=f"{prefix}/k/y")["ServerSideEncryption"] == "AES256"
+    kms = open_store(uri, sse="aws:kms", kms_key_id="alias/my-key")
+    assert kms.extra == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/my-key"}
+    from spotrain.recipes.runtime.store.gcs import GCSStore
+
+    assert GCSStore.__init__.__code__.co_varnames[:3] == ("self", "uri", "kms_key_name")
+
+
+def test_clear_errors_for_missing_bucket_and_network_down(s3, gcs, monkeypatch, tmp_path):
+    with pytest.raises(StoreError, match=r"bucket s3://no-such-bucket-x does not exist"):
+        open_store("s3://no-such-bucket-x/p").put_bytes("k", b"1")
+    with pytest.raises(StoreError, match=r"bucket gs://no-such-bucket-y does not exist"):
+        open_store("gs://no-such-bucket-y/p").put_bytes("k", b"1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    with pytest.raises(StoreError, match=r"still failing after 1s of retries .* network down or endpoint unreachable"):
+        open_store("s3://b/p", retry_seconds=1).put_bytes("k", b"1")
+    with pytest.raises(StoreError, match=r"no bucket name"):
+        open_store("s3:///p")

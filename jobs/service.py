@@ -44,7 +44,8 @@ def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict],
     d = job_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
     data = recipe.model_dump(mode="json", by_alias=True)
-    data["storage"]["checkpoints"] = str(d / "checkpoints")  # shared by every attempt (the "bucket")
+    if not recipe.storage.remote():
+        data["storage"]["checkpoints"] = str(d / "checkpoints")  # shared by every attempt (the local "bucket")
     text = yaml.safe_dump(data, sort_keys=False)
     (d / "recipe.yaml").write_text(text)
     from sqlalchemy import update

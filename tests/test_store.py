@@ -180,3 +180,51 @@ def test_clear_errors_for_missing_bucket_and_network_down(s3, gcs, monkeypatch, 
         open_store("s3://b/p", retry_seconds=1).put_bytes("k", b"1")
     with pytest.raises(StoreError, match=r"no bucket name"):
         open_store("s3:///p")
+
+
+def test_sigterm_uploads_the_final_checkpoint_before_exiting(s3, tmp_path):
+    import time
+
+    uri, env = s3
+    recipe = run_recipe(tmp_path, uri, steps=2000)
+    proc = spotrain_popen("run", str(recipe), "--workdir", str(tmp_path / "m1"), env=env)
+    events = tmp_path / "m1" / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while not (events.exists() and '"checkpoint_uploaded"' in events.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    evs = [json.loads(l) for l in events.read_text().splitlines()]
+    final = [e for e in evs if e["event"] == "checkpoint_saved" and e["reason"] == "signal"][-1]["step"]
+    assert any(e["event"] == "checkpoint_uploaded" and e["step"] == final for e in evs)
+    st = open_store(uri)
+    assert remote.remote_steps(st)[0] == final and remote.remote_manifest(st, final) is not None
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_data_sources_read_from_buckets(kind, request, tmp_path):
+    from spotrain.recipes.loader import LoadedRecipe
+    from spotrain.recipes.runtime.data.prepare import prepare
+    from spotrain.recipes.schema import Recipe
+    from spotrain.errors import DataError
+
+    uri, _ = request.getfixturevalue(kind)
+    bucket_root = uri.rsplit("/", 1)[0]
+    st = open_store(bucket_root)
+    import random
+
+    rng = random.Random(0)
+    for i in range(12):
+        st.put_bytes(f"corpus/part-{i:02d}.txt", " ".join(f"w{rng.randint(0, 300)}" for _ in range(400)).encode())
+    st.put_bytes("corpus/README.md", b"not a text shard")
+    r = Recipe.model_validate(tiny_recipe(data__sources=[{"type": "files", "paths": [f"{bucket_root}/corpus/part-*.txt"]}],
+                                          data__max_documents=None))
+    p = prepare(LoadedRecipe(r, None, tmp_path), tmp_path / "cache")
+    assert p.manifest["stats"]["documents_in"] == 12
+    again = prepare(LoadedRecipe(r, None, tmp_path), tmp_path / "cache")
+    assert again.cached
+    bad = Recipe.model_validate(tiny_recipe(data__sources=[{"type": "files", "paths": [f"{bucket_root}/nothing/*.txt"]}]))
+    with pytest.raises(DataError, match="no objects match"):
+        prepare(LoadedRecipe(bad, None, tmp_path), tmp_path / "cache")

@@ -53,6 +53,9 @@ def source_files(index: int, source: FilesSource | StdlibSource, base_dir: Path)
         return files
     files: list[Path] = []
     for pattern in source.paths:
+        if pattern.startswith(("s3://", "gs://")):
+            files += _remote_files(index, pattern)
+            continue
         p = Path(pattern).expanduser()
         full = p if p.is_absolute() else base_dir / p
         if glob.has_magic(str(pattern)):
@@ -66,6 +69,42 @@ def source_files(index: int, source: FilesSource | StdlibSource, base_dir: Path)
             raise DataError(f"data.sources[{index}]: file {pattern!r} not found (looked for {full}) — check the path")
     seen: set[Path] = set()
     return [f for f in files if not (f in seen or seen.add(f))]
+
+
+def remote_cache_root() -> Path:
+    from .prepare import default_cache_root
+
+    return default_cache_root().parent / "remote"
+
+
+def _remote_files(index: int, pattern: str) -> list[Path]:
+    """List ``s3://bucket/prefix/*.txt`` (glob on object names) and stream each object into the
+    local cache (temp name, then rename). Returns the local copies in key order."""
+    import fnmatch
+    import os
+
+    from ..store.base import open_store, split_uri
+
+    scheme = pattern.split("://", 1)[0]
+    bucket, key_pattern = split_uri(pattern)
+    magic = next((i for i, ch in enumerate(key_pattern) if ch in "*?["), None)
+    base = key_pattern[:magic].rsplit("/", 1)[0] if magic is not None else key_pattern.rsplit("/", 1)[0] if "/" in key_pattern else ""
+    store = open_store(f"{scheme}://{bucket}")
+    keys = [k for k in store.list_keys(base) if fnmatch.fnmatchcase(k, key_pattern)] if magic is not None else [key_pattern]
+    if not keys:
+        raise DataError(f"data.sources[{index}]: no objects match {pattern!r} — check the bucket and prefix")
+    out = []
+    for key in keys:
+        dst = remote_cache_root() / scheme / bucket / key
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+        try:
+            store.get_file(key, tmp)
+        except FileNotFoundError:
+            raise DataError(f"data.sources[{index}]: {scheme}://{bucket}/{key} not found — check the path") from None
+        os.replace(tmp, dst)
+        out.append(dst)
+    return out
 
 
 def _read_text(path: Path) -> str:

@@ -150,7 +150,7 @@ def test_gcs_server_killed_mid_upload_and_restarted(gcs, fake_gcs, tmp_path):
     assert second.returncode == 0 and "resumed from checkpoint at step 10" in second.stdout
 
 
-def test_encryption_settings_reach_the_server(s3, tmp_path):
+def test_encryption_settings_reach_the_server(s3, gcs, tmp_path):
     uri, _ = s3
     st = open_store(uri, sse="AES256")
     f = tmp_path / "x"
@@ -165,9 +165,12 @@ def test_encryption_settings_reach_the_server(s3, tmp_path):
     assert c.head_object(Bucket=bucket, Key=f"{prefix}/k/y")["ServerSideEncryption"] == "AES256"
     kms = open_store(uri, sse="aws:kms", kms_key_id="alias/my-key")
     assert kms.extra == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/my-key"}
-    from spotrain.recipes.runtime.store.gcs import GCSStore
-
-    assert GCSStore.__init__.__code__.co_varnames[:3] == ("self", "uri", "kms_key_name")
+    # fake-gcs-server does not record CMEK names; check every blob we write carries the key
+    key = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
+    g = open_store(gcs[0], kms_key_name=key)
+    assert g._blob("a/b").kms_key_name == key
+    g.put_bytes("a/b", b"1")
+    assert g.get_bytes("a/b") == b"1"
 
 
 def test_clear_errors_for_missing_bucket_and_network_down(s3, gcs, monkeypatch, tmp_path):

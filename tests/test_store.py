@@ -231,3 +231,34 @@ def test_data_sources_read_from_buckets(kind, request, tmp_path):
     bad = Recipe.model_validate(tiny_recipe(data__sources=[{"type": "files", "paths": [f"{bucket_root}/nothing/*.txt"]}]))
     with pytest.raises(DataError, match="no objects match"):
         prepare(LoadedRecipe(bad, None, tmp_path), tmp_path / "cache")
+
+
+def test_denied_access_names_bucket_and_credential_source(monkeypatch):
+    """A moto server with authentication enforced rejects unknown keys (HTTP 403)."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+        with pytest.raises(StoreError) as exc:
+            open_store("s3://team-bucket/ckpt", retry_seconds=2).put_bytes("k", b"1")
+        msg = str(exc.value)
+        assert msg.startswith("access denied to s3://team-bucket/ckpt (") and "credentials from 'env'" in msg
+        assert "very-secret-value" not in msg and "AKIAUNKNOWNKEY000000" not in msg
+    finally:
+        proc.kill()

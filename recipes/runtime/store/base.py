@@ -69,6 +69,23 @@ class ObjectStore(abc.ABC):
     def delete_prefix(self, prefix: str) -> None: ...
 
 
+class BucketStore(ObjectStore):
+    """Shared by bucket stores: keys live below ``self.prefix`` inside the bucket."""
+
+    prefix: str = ""
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _list_prefix(self, prefix: str) -> str:
+        """The object-name prefix that lists what is below ``prefix`` (with a trailing ``/``)."""
+        return self._key(prefix).rstrip("/") + "/" if (self.prefix or prefix) else ""
+
+    def _relative(self, name: str) -> str:
+        """An object name as a key of this store."""
+        return name[len(self.prefix) + 1:] if self.prefix else name
+
+
 def open_store(uri: str, base_dir: Path | None = None, **options) -> ObjectStore:
     """``s3://b/p`` → S3Store, ``gs://b/p`` → GCSStore, anything else → a local folder."""
     if uri.startswith("s3://"):

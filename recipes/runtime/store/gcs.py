@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import ObjectStore, StoreError, Transient, split_uri, with_retries
+from .base import BucketStore, StoreError, Transient, split_uri, with_retries
 
 
-class GCSStore(ObjectStore):
+class GCSStore(BucketStore):
     def __init__(self, uri: str, kms_key_name: str | None = None, retry_seconds: float = 60.0, **_):
         from google.cloud import storage
 
@@ -27,9 +27,6 @@ class GCSStore(ObjectStore):
                                  "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS") from None
         self.bucket = self.client.bucket(self.bucket_name)
         self.kms_key_name = kms_key_name
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, fn):
         from google.api_core import exceptions as gexc
@@ -70,10 +67,10 @@ class GCSStore(ObjectStore):
             return None
 
     def _list(self, prefix: str, delimiter: bool):
-        full = self._key(prefix).rstrip("/") + "/" if (self.prefix or prefix) else ""
+        full = self._list_prefix(prefix)
         def go():
             it = self.client.list_blobs(self.bucket_name, prefix=full, delimiter="/" if delimiter else None)
-            keys = [b.name[len(self._key("")) if self.prefix else 0:].lstrip("/") for b in it]
+            keys = [self._relative(b.name) for b in it]
             return sorted(p[len(full):].rstrip("/") for p in it.prefixes), sorted(keys)
         return self._call("list", go)
 

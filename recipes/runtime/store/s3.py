@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import ObjectStore, StoreError, Transient, split_uri, with_retries
+from .base import BucketStore, StoreError, Transient, split_uri, with_retries
 
 
 def _credential_source() -> str:
@@ -15,7 +15,7 @@ def _credential_source() -> str:
     return getattr(creds, "method", "unknown") if creds is not None else "none found"
 
 
-class S3Store(ObjectStore):
+class S3Store(BucketStore):
     def __init__(self, uri: str, sse: str | None = None, kms_key_id: str | None = None, retry_seconds: float = 60.0, **_):
         import boto3
         from botocore.config import Config
@@ -28,9 +28,6 @@ class S3Store(ObjectStore):
             self.extra["ServerSideEncryption"] = sse
             if kms_key_id:
                 self.extra["SSEKMSKeyId"] = kms_key_id
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, fn):
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, EndpointConnectionError
@@ -72,14 +69,14 @@ class S3Store(ObjectStore):
             return None
 
     def _list(self, prefix: str, delimiter: bool) -> tuple[list[str], list[str]]:
-        full = self._key(prefix).rstrip("/") + "/" if (self.prefix or prefix) else ""
+        full = self._list_prefix(prefix)
         dirs, keys = [], []
         token = None
         while True:
             kw = {"Bucket": self.bucket, "Prefix": full, **({"Delimiter": "/"} if delimiter else {}), **({"ContinuationToken": token} if token else {})}
             page = self._call("list", lambda: self.client.list_objects_v2(**kw))
             dirs += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-            keys += [o["Key"][len(self._key("")) if self.prefix else 0:].lstrip("/") for o in page.get("Contents", [])]
+            keys += [self._relative(o["Key"]) for o in page.get("Contents", [])]
             token = page.get("NextContinuationToken")
             if not token:
                 return sorted(dirs), sorted(keys)

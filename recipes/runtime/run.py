@@ -125,9 +125,6 @@ def _run(loaded: LoadedRecipe, workdir: Path, say, stop) -> int:
 
 
 def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float, stop) -> int:
-    import torch
-
-    from . import evaluate
     from .model import build_model
     from .train import rng
     from .train.loop import Trainer
@@ -191,7 +188,6 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
         say(f"done: {outcome.step} steps; results in {workdir}")
     acc.wait_for_everyone()
     events.close()
-    del torch
     return EXIT_OK
 
 

@@ -1,0 +1,134 @@
+"""The spot policy interface, shared by the trace simulator and the live jobs controller.
+
+At each decision point a policy sees the job (``JobView``), where it runs now (``Placement``)
+and what can be had now, zone by zone (``ZoneView``) — never the future — and returns a
+``Decision``: spot in a zone, on-demand in a zone, or wait. Policies may remember what they
+have seen (availability history); a fresh object is made per job with ``make``.
+
+All quantities are seconds and $/h, so the same object drives a simulated 30-second tick and
+a real controller tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from spotrain.errors import SpotrainError
+
+SPOT = "spot"
+ON_DEMAND = "on-demand"
+WAIT = "wait"
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class JobView:
+    total_work_s: float  # work the whole job needs
+    remaining_s: float  # work still to do (committed progress, i.e. what a restart resumes from)
+    elapsed_s: float  # since the job started
+    time_left_s: float  # to the deadline (negative once past it); inf without a deadline
+    overhead_s: float  # what each (re)start costs before work progresses
+    step_s: float  # time until the policy is asked again
+    checkpoint_interval_s: float | None = None  # None: every preemption loses only the overhead
+    since_checkpoint_s: float = 0.0  # work done since the last checkpoint (lost if preempted)
+
+    @property
+    def slack_s(self) -> float:
+        """Time the job may still spend without progressing and finish on time."""
+        return self.time_left_s - self.remaining_s
+
+
+@dataclass(frozen=True)
+class ZoneView:
+    name: str
+    spot_up: bool
+    spot_price: float  # $/h
+    od_price: float  # $/h
+
+
+@dataclass(frozen=True)
+class Placement:
+    kind: str = WAIT  # SPOT, ON_DEMAND or WAIT (nothing running)
+    zone: int | None = None
+    overhead_left_s: float = 0.0  # still restarting
+    running_s: float = 0.0  # since this instance started
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str
+    zone: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (SPOT, ON_DEMAND, WAIT):
+            raise ValueError(f"decision kind {self.kind!r}")
+
+
+WAIT_DECISION = Decision(WAIT)
+
+
+@dataclass(frozen=True)
+class SpellStats:
+    """Spot availability observed over some period: the lengths (seconds) of its spells with
+    spot up and with spot down, oldest first."""
+
+    up: tuple[float, ...] = ()
+    down: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class MarketHistory:
+    """What was observed before the job started (per zone, and for "some zone has spot")."""
+
+    zones: tuple[SpellStats, ...]
+    any: SpellStats
+
+
+class Policy:
+    """Base class. Subclasses set ``name``, ``deadline_safe`` and implement ``decide``."""
+
+    name = "policy"
+    deadline_safe = False  # never misses a feasible deadline when on-demand is always obtainable
+    multi_zone = False  # moves between zones on its own
+
+    def decide(self, job: JobView, at: Placement, zones: Sequence[ZoneView]) -> Decision:
+        raise NotImplementedError
+
+    def warm(self, history: MarketHistory) -> None:
+        """Learn from the market's past before the first decision (optional)."""
+
+    # helpers shared by the policies ------------------------------------------------------
+    @staticmethod
+    def must_commit(job: JobView, at: Placement) -> bool:
+        """True when anything but on-demand from now on could miss the deadline.
+
+        Staying off on-demand for one more step is safe only if, in the worst case (the step
+        makes no progress, a preemption at its end also loses the uncommitted work), the job
+        can still restart on on-demand and finish: slack − step − at-risk work ≥ overhead.
+        """
+        if job.time_left_s == float("inf"):
+            return False
+        at_risk = job.since_checkpoint_s if (at.kind == SPOT and job.checkpoint_interval_s) else 0.0
+        return job.slack_s - job.step_s - at_risk < job.overhead_s - EPS
+
+    @staticmethod
+    def od_zone(at: Placement) -> int:
+        return at.zone if at.zone is not None else 0
+
+
+REGISTRY: dict[str, Callable[..., Policy]] = {}
+
+
+def register(cls):
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def make(name: str, **options) -> Policy:
+    try:
+        factory = REGISTRY[name]
+    except KeyError:
+        raise SpotrainError(f"unknown policy {name!r}: choose from {', '.join(sorted(REGISTRY))}") from None
+    return factory(**options)

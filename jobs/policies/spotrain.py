@@ -1,0 +1,153 @@
+"""``spotrain``: deadline-safe, multi-zone, checkpoint-aware spot policy.
+
+Greedy spends the job's slack waiting early and then sits on on-demand to the end, paying
+on-demand while spot is up; UP paces progress uniformly, buying on-demand early even when spot
+will be plentiful, and its hysteresis keeps it there. Both use fixed rules. ``spotrain``
+decides from the market it observes: it keeps online statistics of spot lifetimes and outages
+(per zone, and for "some zone has spot"), fits a two-state Markov model to them (with a weak
+prior), and acts on the optimal decision table of that model for the job's time left and slack
+(``mdp.table``): when to wait out an outage, when to run on-demand through it, when a spot
+comes back whether it is worth the restart from on-demand. Only the past is used.
+
+On top of the table:
+- the safety net ``Policy.must_commit`` (counting the work at risk since the last checkpoint),
+  so no feasible deadline is missed whatever the model says;
+- multi-zone: spot goes to the zone with spot up and the lowest expected price per unit of
+  progress; after a preemption it moves to another zone with spot rather than waiting;
+- a restart in progress is not interrupted except by the safety net;
+- checkpoint-aware: a preemption costs the model half a checkpoint interval of work.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from . import mdp
+from .base import ON_DEMAND, SPOT, WAIT_DECISION, Decision, JobView, Placement, Policy, ZoneView, register
+
+GRID_STEPS = 400  # decision table resolution along the deadline
+
+
+class Spells:
+    """Online spot lifetimes and outages of one availability signal, with a weak prior.
+
+    ``residual(up, age)``: the expected rest of a spell that has lasted ``age`` seconds, from
+    the spells seen so far (heavy tails make it grow with age: a spot that has run for hours
+    is likely to run on, an outage that has lasted hours is likely to last).
+    """
+
+    PRIOR_S = 3600.0  # one prior spell of an hour, each way
+    PRIOR_WEIGHT = 1.0
+
+    def __init__(self) -> None:
+        self.done: dict[bool, list[float]] = {True: [], False: []}
+        self._sorted: dict[bool, tuple[np.ndarray, np.ndarray] | None] = {True: None, False: None}
+        self.current: bool | None = None
+        self.age = 0.0
+
+    def add(self, past) -> None:
+        self.done[True].extend(past.up)
+        self.done[False].extend(past.down)
+        self._sorted = {True: None, False: None}
+
+    def observe(self, is_up: bool, dt: float) -> None:
+        if is_up != self.current:
+            if self.current is not None:
+                self.done[self.current].append(self.age)
+                self._sorted[self.current] = None
+            self.current, self.age = is_up, 0.0
+        self.age += dt
+
+    def residual(self, up: bool, age: float = 0.0) -> float:
+        cache = self._sorted[up]
+        if cache is None:
+            arr = np.sort(np.asarray(self.done[up], dtype=float))
+            cache = self._sorted[up] = (arr, np.concatenate([np.cumsum(arr[::-1])[::-1], [0.0]]))
+        arr, tail = cache
+        i = int(np.searchsorted(arr, age, side="right"))
+        count = len(arr) - i
+        total = tail[i] - age * count
+        if self.PRIOR_S > age:
+            total += (self.PRIOR_S - age) * self.PRIOR_WEIGHT
+            count += self.PRIOR_WEIGHT
+        return total / count if count else max(age, 1.0)
+
+
+@register
+class Spotrain(Policy):
+    name = "spotrain"
+    deadline_safe = True
+    multi_zone = True
+
+    def __init__(self) -> None:
+        self.zone_stats: list[Spells] = []
+        self.any_stats = Spells()
+        self.committed = False
+        self.grid: tuple[float, int, int] | None = None
+
+    def warm(self, history) -> None:
+        self.zone_stats = [Spells() for _ in history.zones]
+        for st, past in zip(self.zone_stats, history.zones):
+            st.add(past)
+        self.any_stats.add(history.any)
+
+    def _observe(self, zones: Sequence[ZoneView], dt: float) -> None:
+        if not self.zone_stats:
+            self.zone_stats = [Spells() for _ in zones]
+        for st, z in zip(self.zone_stats, zones):
+            st.observe(z.spot_up, dt)
+        self.any_stats.observe(any(z.spot_up for z in zones), dt)
+
+    def _spot_zone(self, job: JobView, at: Placement, zones: Sequence[ZoneView]) -> int | None:
+        if at.kind == SPOT and zones[at.zone].spot_up:
+            return at.zone
+        up = [i for i, z in enumerate(zones) if z.spot_up]
+        if not up:
+            return None
+        d = job.overhead_s
+
+        def unit_price(i: int) -> float:
+            st = self.zone_stats[i]
+            life = max(st.residual(True, st.age if i == at.zone else 0.0), 2 * d + 1.0)
+            return zones[i].spot_price * life / (life - d)
+
+        return min(up, key=unit_price)
+
+    def table_for(self, job: JobView, spot_price: float, od_price: float):
+        if self.grid is None:  # fixed for the job: the deadline and the slack it starts with
+            delta = max((job.elapsed_s + job.time_left_s) / 3600 / GRID_STEPS, job.overhead_s / 3600 / 4, job.step_s / 3600)
+            self.grid = (delta, int(math.ceil(job.time_left_s / 3600 / delta)) + 1, int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1)
+        delta, T, S = self.grid
+        loss_h = (job.checkpoint_interval_s or 0.0) / 2 / 3600
+        st = self.any_stats  # mean lifetime and outage (conditioning on the current age did not help)
+        return mdp.table(mdp.quantise_rate(3600 / st.residual(True)), mdp.quantise_rate(3600 / st.residual(False)),
+                         round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S, round(od_price, 4), round(spot_price, 2))
+
+    def decide(self, job: JobView, at: Placement, zones: Sequence[ZoneView]) -> Decision:
+        self._observe(zones, job.step_s)
+        od = Decision(ON_DEMAND, at.zone if at.kind == ON_DEMAND else 0)
+        if job.time_left_s == float("inf"):  # no deadline: spot whenever there is some, else wait
+            z = self._spot_zone(job, at, zones)
+            return Decision(SPOT, z) if z is not None else WAIT_DECISION
+        if self.committed or self.must_commit(job, at):
+            self.committed = True
+            return od
+        running = at.kind != "wait" and not (at.kind == SPOT and not zones[at.zone].spot_up)
+        if running and at.overhead_left_s > 0:
+            return Decision(at.kind, at.zone)  # let a restart finish
+        zone = self._spot_zone(job, at, zones)
+        spot_price = zones[zone].spot_price if zone is not None else min(z.spot_price for z in zones)
+        act = self.table_for(job, spot_price, zones[0].od_price)
+        delta, T, S = self.grid
+        ti = min(T, max(1, int(round(job.time_left_s / 3600 / delta))))
+        si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))))
+        mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
+        a = act[ti, si, mode, 1 if zone is not None else 0]
+        if a == mdp.SPOT_A and zone is not None:
+            return Decision(SPOT, zone)
+        if a == mdp.OD_A:
+            return od
+        return WAIT_DECISION

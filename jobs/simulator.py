@@ -25,8 +25,11 @@ class RunResult:
     preemptions: int
     switches: int  # voluntary moves between placements (spot↔on-demand, zone to zone)
     launches: int  # instances started
-    spot_h: float
-    od_h: float
+    spot_h: float  # billed hours on spot
+    od_h: float  # billed hours on on-demand
+    work_h: float  # progress when it finished (the job's work, exactly)
+    lost_h: float  # work lost to preemptions (since the last checkpoint)
+    restart_h: float  # billed hours spent restarting
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,15 +62,18 @@ def simulate(policy: Policy, tl: Timeline, deadline: int) -> RunResult:
     n = since = 0
     kind, zone, oh_left, running = WAIT, None, 0, 0
     cost = 0.0
-    pre = sw = launches = spot_steps = od_steps = 0
+    pre = sw = launches = spot_steps = od_steps = lost = restarting = 0
     ck_s = None if ck is None else ck * step
     t = 0
     while n < W:
         if t >= deadline:  # missed: finish on on-demand (restart unless already there)
-            extra = (W - n) + (oh_left if kind == ON_DEMAND else k)
+            restart = oh_left if kind == ON_DEMAND else k
+            extra = (W - n) + restart
             cost += extra * od_cost
             od_steps += extra
+            restarting += restart
             launches += kind != ON_DEMAND
+            n = W
             t += extra
             break
         if vi + 1 < len(views) and views[vi + 1][0] == t:
@@ -77,6 +83,7 @@ def simulate(policy: Policy, tl: Timeline, deadline: int) -> RunResult:
             pre += 1
             if ck is not None:
                 n -= since
+                lost += since
             since = 0
             kind, zone, oh_left, running = WAIT, None, 0, 0
         d = policy.decide(JobView(W * step, (W - n) * step, t * step, (deadline - t) * step, k * step, step, ck_s, since * step),
@@ -105,6 +112,7 @@ def simulate(policy: Policy, tl: Timeline, deadline: int) -> RunResult:
             running += 1
             if oh_left:
                 oh_left -= 1
+                restarting += 1
             else:
                 n += 1
                 since += 1
@@ -112,4 +120,4 @@ def simulate(policy: Policy, tl: Timeline, deadline: int) -> RunResult:
                     since = 0
         t += 1
     h = step / 3600
-    return RunResult(float(cost), t * h, t <= deadline, pre, sw, launches, spot_steps * h, od_steps * h)
+    return RunResult(float(cost), t * h, t <= deadline, pre, sw, launches, spot_steps * h, od_steps * h, n * h, lost * h, restarting * h)

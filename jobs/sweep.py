@@ -59,7 +59,8 @@ def _one(args) -> list[dict]:
             if name == "optimal":
                 fin = optimum.finish(D)
                 res = {"cost": best, "finish_h": None if fin is None else fin * tl.step_s / 3600, "deadline_met": math.isfinite(best),
-                       "preemptions": None, "switches": None, "launches": None, "spot_h": None, "od_h": None}
+                       "preemptions": None, "switches": None, "launches": None, "spot_h": None, "od_h": None, "work_h": None,
+                       "lost_h": None, "restart_h": None}
             else:
                 pol = make(name)
                 pol.warm(past)

@@ -101,17 +101,25 @@ class Policy:
 
     # helpers shared by the policies ------------------------------------------------------
     @staticmethod
-    def must_commit(job: JobView, at: Placement) -> bool:
-        """True when anything but on-demand from now on could miss the deadline.
+    def can_idle(job: JobView) -> bool:
+        """Waiting (or restarting) for one more step is safe: in the worst case the step makes no
+        progress and the job must then restart on on-demand: slack − step ≥ overhead."""
+        return job.time_left_s == float("inf") or job.slack_s - job.step_s >= job.overhead_s - EPS
 
-        Staying off on-demand for one more step is safe only if, in the worst case (the step
-        makes no progress, a preemption at its end also loses the uncommitted work), the job
-        can still restart on on-demand and finish: slack − step − at-risk work ≥ overhead.
-        """
-        if job.time_left_s == float("inf"):
+    @staticmethod
+    def can_keep_spot(job: JobView, at: Placement) -> bool:
+        """Running on for one more step on a spot instance that is past its restart is safe: a
+        preemption at the step's end loses only the work since the last checkpoint."""
+        if at.kind != SPOT or at.overhead_left_s > 0:
             return False
-        at_risk = job.since_checkpoint_s if (at.kind == SPOT and job.checkpoint_interval_s) else 0.0
-        return job.slack_s - job.step_s - at_risk < job.overhead_s - EPS
+        at_risk = job.since_checkpoint_s + job.step_s if job.checkpoint_interval_s else 0.0
+        return job.time_left_s == float("inf") or job.slack_s - at_risk >= job.overhead_s - EPS
+
+    @classmethod
+    def must_commit(cls, job: JobView, at: Placement) -> bool:
+        """True when only on-demand is safe now. When it is False but ``can_idle`` is, the only
+        safe choices are on-demand and keeping the spot instance that runs."""
+        return not cls.can_idle(job) and not cls.can_keep_spot(job, at)
 
     @staticmethod
     def od_zone(at: Placement) -> int:

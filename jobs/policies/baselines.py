@@ -52,7 +52,9 @@ class Greedy(_HomeZone):
         if self.committed or self.must_commit(job, at):
             self.committed = True
             return Decision(ON_DEMAND, at.zone if at.kind == ON_DEMAND else home)
-        return Decision(SPOT, home) if zones[home].spot_up else WAIT_DECISION
+        if zones[home].spot_up and (at.kind == SPOT or self.can_idle(job)):
+            return Decision(SPOT, home)
+        return WAIT_DECISION if self.can_idle(job) else Decision(ON_DEMAND, home)
 
 
 @register
@@ -77,6 +79,8 @@ class UniformProgress(_HomeZone):
 
         if at.kind == ON_DEMAND and done < ep(job.elapsed_s + 2 * job.overhead_s):
             return od  # hysteresis
+        if not self.can_idle(job) and not (at.kind == SPOT and zones[home].spot_up):
+            return od  # keeping the running spot is the only other safe choice
         if zones[home].spot_up:
             return Decision(SPOT, home)
         if done < ep(job.elapsed_s):

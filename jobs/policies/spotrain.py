@@ -85,7 +85,6 @@ class Spotrain(Policy):
     def __init__(self) -> None:
         self.zone_stats: list[Spells] = []
         self.any_stats = Spells()
-        self.committed = False
         self.grid: tuple[float, int, int] | None = None
 
     def warm(self, history) -> None:
@@ -132,11 +131,10 @@ class Spotrain(Policy):
         if job.time_left_s == float("inf"):  # no deadline: spot whenever there is some, else wait
             z = self._spot_zone(job, at, zones)
             return Decision(SPOT, z) if z is not None else WAIT_DECISION
-        if self.committed or self.must_commit(job, at):
-            self.committed = True
+        if self.must_commit(job, at):
             return od
         running = at.kind != "wait" and not (at.kind == SPOT and not zones[at.zone].spot_up)
-        if running and at.overhead_left_s > 0:
+        if running and at.overhead_left_s > 0 and (at.kind == ON_DEMAND or self.can_idle(job)):
             return Decision(at.kind, at.zone)  # let a restart finish
         zone = self._spot_zone(job, at, zones)
         spot_price = zones[zone].spot_price if zone is not None else min(z.spot_price for z in zones)
@@ -146,6 +144,9 @@ class Spotrain(Policy):
         si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))))
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
         a = act[ti, si, mode, 1 if zone is not None else 0]
+        keep_spot = at.kind == SPOT and zone == at.zone and running
+        if not self.can_idle(job) and not (a == mdp.SPOT_A and keep_spot):
+            return od  # the safety net: only on-demand or the running spot are safe now
         if a == mdp.SPOT_A and zone is not None:
             return Decision(SPOT, zone)
         if a == mdp.OD_A:

@@ -1,0 +1,239 @@
+"""Spot policies, the trace simulator and the omniscient optimum (issue 6).
+
+Timelines here use one-hour steps, so steps, hours and $/h line up and answers can be worked out
+by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spotrain.jobs import traces
+from spotrain.jobs.policies import ON_DEMAND, REGISTRY, SPOT, WAIT, Decision, Policy, make, mdp
+from spotrain.jobs.policies import optimal as opt
+from spotrain.jobs.simulator import simulate
+from spotrain.jobs.traces import Timeline
+
+OD, SP = 3.0, 1.0
+ONLINE = [p for p in REGISTRY if p not in ("optimal", "policy")]
+SAFE = [p for p in ONLINE if REGISTRY[p].deadline_safe]
+
+
+def tl(up, work, overhead, spot=SP, od=OD, checkpoint=None) -> Timeline:
+    up = np.atleast_2d(np.asarray(up, dtype=bool))
+    price = np.broadcast_to(np.asarray(spot, dtype=float), up.shape).astype(float)
+    return Timeline(tuple(f"z{i}" for i in range(up.shape[0])), 3600.0, up, price.copy(), od, work, overhead, checkpoint)
+
+
+class Script(Policy):
+    """Follows a fixed list of decisions (for brute force)."""
+
+    def __init__(self, plan):
+        self.plan, self.i = plan, 0
+
+    def decide(self, job, at, zones):
+        d = self.plan[self.i] if self.i < len(self.plan) else Decision(WAIT)
+        self.i += 1
+        return d
+
+
+def brute_force(t: Timeline, deadline: int) -> float:
+    zones = t.up.shape[0]
+    actions = [Decision(WAIT), Decision(ON_DEMAND, 0)] + [Decision(SPOT, z) for z in range(zones)]
+    best = math.inf
+    for plan in itertools.product(actions, repeat=deadline):
+        r = simulate(Script(plan), t, deadline)
+        if r.deadline_met:
+            best = min(best, r.cost)
+    return best
+
+
+# ---------------------------------------------------------------------------------------- optimum
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.booleans(), min_size=7, max_size=7), st.integers(1, 4), st.integers(0, 2),
+       st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=7, max_size=7))
+def test_optimum_equals_brute_force_single_zone(up, work, overhead, prices):
+    t = tl(up, work, overhead, spot=prices)
+    o = opt.solve(t)
+    for deadline in range(1, 8):
+        assert o.cost(deadline) == pytest.approx(brute_force(t, deadline), abs=1e-9)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.booleans(), min_size=6, max_size=6), min_size=2, max_size=2), st.integers(1, 3), st.integers(0, 1))
+def test_optimum_equals_brute_force_two_zones(up, work, overhead):
+    t = tl(up, work, overhead, spot=[[1.0], [1.5]])
+    o = opt.solve(t)
+    assert o.cost(6) == pytest.approx(brute_force(t, 6), abs=1e-9)
+
+
+def markov_up(rng, zones, n, p_stay=0.8):
+    up = np.empty((zones, n), dtype=bool)
+    up[:, 0] = rng.random(zones) < 0.6
+    for i in range(1, n):
+        stay = rng.random(zones) < p_stay
+        up[:, i] = np.where(stay, up[:, i - 1], ~up[:, i - 1])
+    return up
+
+
+timelines = st.builds(lambda seed, zones, work, overhead, slack, ck, p: (seed, zones, work, overhead, slack, ck, p),
+                      st.integers(0, 10**6), st.integers(1, 3), st.integers(5, 30), st.integers(0, 3), st.integers(0, 30),
+                      st.sampled_from([None, 1, 3, 7]), st.sampled_from([0.5, 0.8, 0.95]))
+
+
+def make_world(params):
+    seed, zones, work, overhead, slack, ck, p = params
+    rng = np.random.default_rng(seed)
+    deadline = work + overhead + slack
+    up = markov_up(rng, zones, deadline + overhead + 1, p)
+    prices = rng.uniform(0.5, 1.5, size=up.shape)
+    return tl(up, work, overhead, spot=prices, checkpoint=ck), deadline
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(timelines)
+def test_no_policy_beats_the_optimum_and_safe_policies_never_miss(params):
+    t, deadline = make_world(params)
+    best = opt.solve(t).cost(deadline)
+    assert math.isfinite(best)  # work + one restart fits: feasible
+    for name in ONLINE:
+        r = simulate(make(name), t, deadline)
+        if r.deadline_met:
+            assert r.cost >= best - 1e-9, name
+        if name in SAFE:
+            assert r.deadline_met, f"{name} missed a feasible deadline"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(timelines)
+def test_work_is_conserved_and_every_hour_accounted(params):
+    t, deadline = make_world(params)
+    for name in ONLINE:
+        r = simulate(make(name), t, deadline)
+        assert r.work_h == t.work  # a finished run did exactly the job's work
+        assert r.spot_h + r.od_h == pytest.approx(r.work_h + r.lost_h + r.restart_h)
+        assert r.cost == pytest.approx(r.od_h * OD + (r.cost - r.od_h * OD))  # od hours billed at the od price
+        if t.checkpoint is None:
+            assert r.lost_h == 0
+
+
+def test_simulation_is_deterministic():
+    t, deadline = make_world((7, 2, 20, 1, 10, 3, 0.8))
+    a = [simulate(make(n), t, deadline) for n in ONLINE]
+    b = [simulate(make(n), t, deadline) for n in ONLINE]
+    assert a == b
+
+
+# ------------------------------------------------------------------------- known answers, by hand
+def run(name, t, deadline):
+    return simulate(make(name), t, deadline)
+
+
+def test_spot_always_up():
+    t = tl([True] * 10, work=4, overhead=1)
+    assert run("on-demand", t, 10).cost == 5 * OD
+    for name in ("greedy", "uniform-progress", "eager-next-region", "spotrain"):
+        r = run(name, t, 10)
+        assert (r.cost, r.finish_h, r.preemptions) == (5 * SP, 5.0, 0), name
+    assert opt.solve(t).cost(10) == 5 * SP
+
+
+def test_spot_never_up():
+    t = tl([False] * 20, work=4, overhead=1)
+    for name in ("on-demand", "greedy", "uniform-progress", "spotrain"):
+        r = run(name, t, 8)
+        assert (r.cost, r.deadline_met) == (5 * OD, True), name
+    g = run("greedy", t, 8)
+    assert g.finish_h == 8  # waited to the last safe moment
+    e = run("eager-next-region", t, 8)
+    assert (e.deadline_met, e.cost, e.finish_h) == (False, 5 * OD, 13)  # never on-demand: late, finished on on-demand after
+    assert opt.solve(t).cost(8) == 5 * OD
+
+
+def test_optimum_skips_a_short_spot_window_that_greedy_takes():
+    # up 2 h, down 2 h, then up: taking the first window costs an extra restart
+    t = tl([1, 1, 0, 0] + [1] * 10, work=6, overhead=1)
+    for name in ("greedy", "eager-next-region"):
+        r = run(name, t, 12)
+        assert (r.cost, r.preemptions, r.finish_h) == (8 * SP, 1, 10), name
+    o = opt.solve(t)
+    assert o.cost(12) == 7 * SP  # wait, then one run of 7 steps
+    assert o.cost(10) == 8 * SP  # a deadline of 10 h forces the early window
+
+
+def test_multi_zone_moves_after_a_preemption():
+    # zone 0 up for 3 h then gone; zone 1 always up
+    t = tl([[1, 1, 1] + [0] * 20, [1] * 23], work=5, overhead=1)
+    assert run("eager-next-region", t, 20).cost == 7 * SP  # 3 h in z0 (2 h of work), restart in z1
+    assert run("spotrain", t, 20).cost == 7 * SP
+    g = run("greedy", t, 20)  # single-zone: stays in z0 and ends on on-demand
+    assert (g.cost, g.deadline_met) == (3 * SP + 4 * OD, True)
+    assert opt.solve(t).cost(20) == 6 * SP
+
+
+def test_checkpoint_interval_loses_work_since_the_last_checkpoint():
+    up = [1, 1, 1, 1, 0] + [1] * 10
+    free = run("eager-next-region", tl(up, work=6, overhead=0), 15)
+    assert (free.cost, free.lost_h, free.finish_h) == (6 * SP, 0, 7)
+    ck = run("eager-next-region", tl(up, work=6, overhead=0, checkpoint=3), 15)
+    # checkpoint after 3 h of work, 1 h lost at the preemption at t=4
+    assert (ck.cost, ck.lost_h, ck.finish_h) == (7 * SP, 1, 8)
+
+
+def test_uniform_progress_runs_on_demand_when_behind_pace():
+    # spot down at the start, deadline tight: UP goes on-demand at once, greedy waits
+    t = tl([0, 0, 0] + [1] * 10, work=8, overhead=1)
+    up = run("uniform-progress", t, 12)
+    assert up.od_h > 0 and up.deadline_met and up.cost > 9 * SP
+    g = run("greedy", t, 13)
+    assert (g.od_h, g.cost, g.finish_h) == (0, 9 * SP, 12)  # waits 3 h, then 1 h restart + 8 h on spot
+    # an hour less: at t=3 the slack (1 h) pays for one restart only, so it must be on-demand
+    g12 = run("greedy", t, 12)
+    assert (g12.spot_h, g12.od_h, g12.finish_h) == (0, 9, 12)
+    assert opt.solve(t).cost(12) == 9 * SP  # the optimum knows spot will stay
+
+
+# ------------------------------------------------------------------------------- spotrain's table
+def test_mdp_table_decisions_at_the_extremes():
+    lam, mu = mdp.quantise_rate(1 / 4), mdp.quantise_rate(1 / 0.25)  # 4 h lifetimes, 15 min outages
+    act = mdp.table(lam, mu, 0.1, 0.0, 0.1, 200, 100, 3.06, 0.97)
+    assert act[150, 1, mdp.IDLE, 0] == mdp.OD_A  # slack for one restart only, spot down: on-demand
+    assert act[150, 1, mdp.IDLE, 1] == mdp.OD_A  # not for a spot restart either: a preemption would be fatal
+    assert act[150, 0, mdp.OD, 1] == mdp.OD_A
+    assert act[150, 90, mdp.IDLE, 0] == mdp.WAIT_A  # lots of slack, short outages: wait
+    assert act[150, 90, mdp.IDLE, 1] == mdp.SPOT_A
+    assert act[150, 90, mdp.OD, 1] == mdp.SPOT_A  # long lifetimes pay for leaving on-demand
+    # rare, short spot windows: stay on on-demand
+    act2 = mdp.table(mdp.quantise_rate(1 / 0.1), mdp.quantise_rate(1 / 5), 0.4, 0.0, 0.1, 200, 100, 3.06, 0.97)
+    assert act2[150, 90, mdp.OD, 1] == mdp.OD_A
+
+
+def test_spotrain_learns_from_history():
+    from spotrain.jobs.policies.base import MarketHistory, SpellStats
+
+    p = make("spotrain")
+    p.warm(MarketHistory((SpellStats((7200.0,) * 10, (600.0,) * 10),), SpellStats((7200.0,) * 10, (600.0,) * 10)))
+    assert p.any_stats.residual(True) == pytest.approx((72000 + 3600) / 11)
+    assert p.any_stats.residual(False) == pytest.approx((6000 + 3600) / 11)
+
+
+# ------------------------------------------------------------------------------------ trace files
+def test_timeline_steps_express_the_overhead(tmp_path):
+    f = tmp_path / "z.json"
+    f.write_text('{"metadata": {"gap_seconds": 600}, "data": [1, 0, 1, 1], "prices": [0.5, 0.6, 0.7, 0.8]}')
+    scn = traces.load_scenarios(f)[0]
+    t = traces.timeline(scn, traces.Setting(overhead_h=0.1, work_h=1), start_tick=1, horizon_h=1)
+    assert t.step_s * t.overhead == pytest.approx(360, rel=0.2)
+    assert t.step_s == 300  # 600 s ticks in halves: 0.1 h = one 300 s step (within 20 %)
+    assert t.up[0].tolist() == np.repeat([0, 1, 1, 1, 0, 1], 2).astype(bool).tolist()  # from tick 1, wrapping
+    assert t.spot_price[0, 0] == 0.6  # the trace's own price
+    t2 = traces.timeline(scn, traces.Setting(overhead_h=0.1, work_h=1, trace_prices=False), 1, 1)
+    assert t2.spot_price[0, 0] == 0.9731
+    h = traces.history(scn, 3)
+    assert h.zones[0].up == (600.0, 600.0) and h.zones[0].down == (600.0,)

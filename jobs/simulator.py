@@ -48,8 +48,11 @@ def _views(tl: Timeline) -> list[tuple[int, tuple[ZoneView, ...]]]:
     return out
 
 
-def simulate(policy: Policy, tl: Timeline, deadline: int) -> RunResult:
-    """Run ``policy`` on ``tl`` with a deadline of ``deadline`` steps (≤ the horizon)."""
+def simulate(policy: Policy, tl: Timeline, deadline: int, policy_sees_deadline: bool = True) -> RunResult:
+    """Run ``policy`` on ``tl`` with a deadline of ``deadline`` steps (≤ the horizon).
+
+    With ``policy_sees_deadline`` False the policy is told there is no deadline (a job without
+    one); ``deadline`` is then only where the replay ends and on-demand finishes the work."""
     if deadline > tl.horizon:
         raise ValueError("deadline beyond the timeline's horizon")
     step, W, k, ck = tl.step_s, tl.work, tl.overhead, tl.checkpoint
@@ -86,7 +89,8 @@ def simulate(policy: Policy, tl: Timeline, deadline: int) -> RunResult:
                 lost += since
             since = 0
             kind, zone, oh_left, running = WAIT, None, 0, 0
-        d = policy.decide(JobView(W * step, (W - n) * step, t * step, (deadline - t) * step, k * step, step, ck_s, since * step),
+        left = (deadline - t) * step if policy_sees_deadline else float("inf")
+        d = policy.decide(JobView(W * step, (W - n) * step, t * step, left, k * step, step, ck_s, since * step),
                           Placement(kind, zone, oh_left * step, running * step), zones)
         dk, dz = d.kind, d.zone
         if dk == ON_DEMAND and dz is None:

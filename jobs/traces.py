@@ -132,6 +132,13 @@ class Timeline:
         return int(math.floor(hours * 3600 / self.step_s + 1e-9))
 
 
+def resample(scn: Scenario, start_tick: int, step_s: float, steps: int, nodes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Availability and spot prices of ``scn`` at ``steps`` points ``step_s`` apart from
+    ``start_tick`` (cyclic): for forecasts, whose steps need not divide the trace's tick."""
+    ticks = (start_tick + (np.arange(steps) * step_s // scn.gap_s).astype(np.int64)) % scn.ticks
+    return scn.avail[:, ticks] >= nodes, scn.prices[:, ticks]
+
+
 def step_seconds(gap_s: float, overhead_s: float) -> float:
     if overhead_s <= 0:
         return gap_s

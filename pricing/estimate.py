@@ -119,6 +119,7 @@ class Hazard:
 
     rate_per_hour: float = 0.1
     restart_hours: float = 0.1
+    outage_hours: float = 0.25  # mean time until spot can be had again after a preemption
 
 
 def checkpoint_interval_hours(recipe: Recipe, hours: float) -> float:

@@ -116,6 +116,15 @@ class Policy:
         return job.time_left_s == float("inf") or job.slack_s - at_risk >= job.overhead_s - EPS
 
     @classmethod
+    def safe(cls, d: Decision, job: JobView, at: Placement) -> bool:
+        """Whether decision ``d`` keeps the deadline in the worst case (on-demand always does)."""
+        if d.kind == ON_DEMAND:
+            return True
+        if d.kind == SPOT and at.kind == SPOT and d.zone == at.zone and at.overhead_left_s <= 0:
+            return cls.can_keep_spot(job, at)
+        return cls.can_idle(job)
+
+    @classmethod
     def must_commit(cls, job: JobView, at: Placement) -> bool:
         """True when only on-demand is safe now. When it is False but ``can_idle`` is, the only
         safe choices are on-demand and keeping the spot instance that runs."""

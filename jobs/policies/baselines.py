@@ -49,12 +49,15 @@ class Greedy(_HomeZone):
 
     def decide(self, job: JobView, at: Placement, zones: Sequence[ZoneView]) -> Decision:
         home = self._home(zones)
+        od = Decision(ON_DEMAND, at.zone if at.kind == ON_DEMAND else home)
         if self.committed or self.must_commit(job, at):
             self.committed = True
-            return Decision(ON_DEMAND, at.zone if at.kind == ON_DEMAND else home)
-        if zones[home].spot_up and (at.kind == SPOT or self.can_idle(job)):
-            return Decision(SPOT, home)
-        return WAIT_DECISION if self.can_idle(job) else Decision(ON_DEMAND, home)
+            return od
+        d = Decision(SPOT, home) if zones[home].spot_up else WAIT_DECISION
+        if not self.safe(d, job, at):  # the last safe moment: on-demand for good
+            self.committed = True
+            return od
+        return d
 
 
 @register
@@ -79,13 +82,16 @@ class UniformProgress(_HomeZone):
 
         if at.kind == ON_DEMAND and done < ep(job.elapsed_s + 2 * job.overhead_s):
             return od  # hysteresis
-        if not self.can_idle(job) and not (at.kind == SPOT and zones[home].spot_up):
-            return od  # keeping the running spot is the only other safe choice
         if zones[home].spot_up:
-            return Decision(SPOT, home)
-        if done < ep(job.elapsed_s):
+            d = Decision(SPOT, home)
+        elif done < ep(job.elapsed_s):
             return od
-        return WAIT_DECISION
+        else:
+            d = WAIT_DECISION
+        if not self.safe(d, job, at):  # safety net: on-demand until the end
+            self.committed = True
+            return od
+        return d
 
 
 @register

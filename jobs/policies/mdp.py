@@ -77,11 +77,17 @@ def table(lam_q: int, mu_q: int, overhead_h: float, loss_h: float, delta: float,
             else:
                 start_od = start_spot = big
             run_spot = (cs + pu * at(prev, SPOT, 1, 0) + (1 - pu) * at(prev, IDLE, 0, loss)) if u else big
-            for m, cands in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),
-                             (SPOT, (wait, start_od, run_spot) if u else (wait, start_od, start_spot))):
-                vals = np.minimum(np.stack(cands), BIG)
-                j = vals.argmin(axis=0)
-                V[t, m, u, P:] = np.where(done, 0.0, vals[j, s_idx])
-                act[t, :, m, u] = np.where(done, WAIT_A, j)
+            for m, (c0, c1, c2) in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),
+                                    (SPOT, (wait, start_od, run_spot) if u else (wait, start_od, start_spot))):
+                # argmin of three candidates (wait, on-demand, spot), ties to the earlier one
+                b1 = c1 < c0
+                v = np.where(b1, c1, c0)
+                b2 = c2 < v
+                v = np.minimum(np.where(b2, c2, v), BIG)
+                v[done] = 0.0
+                V[t, m, u, P:] = v
+                j = np.where(b2, SPOT_A, np.where(b1, OD_A, WAIT_A)).astype(np.int8)
+                j[done] = WAIT_A
+                act[t, :, m, u] = j
     act.setflags(write=False)
     return act

@@ -47,17 +47,20 @@ class Spells:
         self._sorted: dict[bool, tuple[np.ndarray, np.ndarray] | None] = {True: None, False: None}
         self.current: bool | None = None
         self.age = 0.0
+        self.version = 0  # bumps whenever a spell completes (the means change)
 
     def add(self, past) -> None:
         self.done[True].extend(past.up)
         self.done[False].extend(past.down)
         self._sorted = {True: None, False: None}
+        self.version += 1
 
     def observe(self, is_up: bool, dt: float) -> None:
         if is_up != self.current:
             if self.current is not None:
                 self.done[self.current].append(self.age)
                 self._sorted[self.current] = None
+                self.version += 1
             self.current, self.age = is_up, 0.0
         self.age += dt
 
@@ -86,6 +89,7 @@ class Spotrain(Policy):
         self.zone_stats: list[Spells] = []
         self.any_stats = Spells()
         self.grid: tuple[float, int, int] | None = None
+        self._table: tuple[tuple, object] | None = None
 
     def warm(self, history) -> None:
         self.zone_stats = [Spells() for _ in history.zones]
@@ -119,11 +123,16 @@ class Spotrain(Policy):
         if self.grid is None:  # fixed for the job: the deadline and the slack it starts with
             delta = max((job.elapsed_s + job.time_left_s) / 3600 / GRID_STEPS, job.overhead_s / 3600 / 4, job.step_s / 3600)
             self.grid = (delta, int(math.ceil(job.time_left_s / 3600 / delta)) + 1, int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1)
+        memo = (self.any_stats.version, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
+        if self._table is not None and self._table[0] == memo:
+            return self._table[1]
         delta, T, S = self.grid
         loss_h = (job.checkpoint_interval_s or 0.0) / 2 / 3600
         st = self.any_stats  # mean lifetime and outage (conditioning on the current age did not help)
-        return mdp.table(mdp.quantise_rate(3600 / st.residual(True)), mdp.quantise_rate(3600 / st.residual(False)),
-                         round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S, round(od_price, 4), round(spot_price, 2))
+        act = mdp.table(mdp.quantise_rate(3600 / st.residual(True)), mdp.quantise_rate(3600 / st.residual(False)),
+                        round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S, round(od_price, 4), round(spot_price, 2))
+        self._table = (memo, act)
+        return act
 
     def decide(self, job: JobView, at: Placement, zones: Sequence[ZoneView]) -> Decision:
         self._observe(zones, job.step_s)
@@ -134,8 +143,9 @@ class Spotrain(Policy):
         if self.must_commit(job, at):
             return od
         running = at.kind != "wait" and not (at.kind == SPOT and not zones[at.zone].spot_up)
-        if running and at.overhead_left_s > 0 and (at.kind == ON_DEMAND or self.can_idle(job)):
-            return Decision(at.kind, at.zone)  # let a restart finish
+        if running and at.overhead_left_s > 0:
+            d = Decision(at.kind, at.zone)  # let a restart finish
+            return d if self.safe(d, job, at) else od
         zone = self._spot_zone(job, at, zones)
         spot_price = zones[zone].spot_price if zone is not None else min(z.spot_price for z in zones)
         act = self.table_for(job, spot_price, zones[0].od_price)
@@ -144,11 +154,10 @@ class Spotrain(Policy):
         si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))))
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
         a = act[ti, si, mode, 1 if zone is not None else 0]
-        keep_spot = at.kind == SPOT and zone == at.zone and running
-        if not self.can_idle(job) and not (a == mdp.SPOT_A and keep_spot):
-            return od  # the safety net: only on-demand or the running spot are safe now
         if a == mdp.SPOT_A and zone is not None:
-            return Decision(SPOT, zone)
-        if a == mdp.OD_A:
+            d = Decision(SPOT, zone)
+        elif a == mdp.OD_A:
             return od
-        return WAIT_DECISION
+        else:
+            d = WAIT_DECISION
+        return d if self.safe(d, job, at) else od  # the safety net

@@ -30,6 +30,7 @@ from spotrain.launcher.backends.base import Backend, ProvisionError
 from spotrain.recipes.schema import Recipe
 
 from . import recovery
+from .live_policy import LivePolicy
 from .preemption import Injector
 from .states import EndReason, JobStatus
 from .store import Store
@@ -72,6 +73,7 @@ def read_progress(workdir: Path) -> dict:
                 out["restored"] = ev["step"]
             elif kind == "checkpoint_saved":
                 out["save_seconds"] = max(out.get("save_seconds", 0.0), ev.get("seconds", 0.0))
+                out["saved"] = max(out.get("saved", 0), ev["step"])
     return out
 
 
@@ -86,6 +88,7 @@ class Controller:
     pid: int = field(default_factory=os.getpid)
     _waiting_since: float | None = None
     _kill_at: float | None = None
+    _last_why: str | None = None
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> JobStatus | None:
@@ -98,6 +101,7 @@ class Controller:
             self.opts = job.options
             self.grace = float(self.opts.get("grace", 120))
             self.injector = Injector.from_options({**self.opts, "nodes": self.recipe.resources.num_nodes}, job.created)
+            self.live = LivePolicy.for_job(self.recipe, job, self.backend.emulated, self.tick) if self.recipe.recovery.policy else None
             while True:
                 now = self.clock()
                 if not self.store.heartbeat(self.job_id, self.pid, now):
@@ -146,11 +150,19 @@ class Controller:
             return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g} spent (${spend:.6f})")
         attempts = self.store.attempts(self.job_id)
         max_restarts = self.recipe.recovery.max_restarts
-        if attempts and len(attempts) - 1 >= max_restarts:
+        restarts = sum(1 for a in attempts if a.end_reason != EndReason.SWITCHED.value) - 1  # policy moves are not restarts
+        if attempts and restarts >= max_restarts:
             return self._end(JobStatus.FAILED_NO_RESOURCE, now, f"recovery.max_restarts ({max_restarts}) reached")
         history = [a.offer for a in attempts]
         spot_ok = self.injector.spot_available(now)
-        offer = recovery.choose(self.recipe.recovery.strategy, job.offers, history, spot_ok)
+        if self.live is not None:
+            offer, why = self.live.next_offer(self.store, job, attempts, None, now, spot_ok)
+            what = why.split(" (")[0]  # log a decision when it changes, not every tick's slack
+            if offer is None and what != self._last_why:
+                self.store.event(self.job_id, "policy", why, now)
+            self._last_why = what
+        else:
+            offer = recovery.choose(self.recipe.recovery.strategy, job.offers, history, spot_ok)
         if offer is None:
             if self._waiting_since is None:
                 self._waiting_since = now
@@ -203,10 +215,13 @@ class Controller:
         requested = job.requested or ""
         if requested == "cancel":
             self._begin_stop(attempt, "cancel", now)
+            requested = "stopping:cancel"
         elif requested == "preempt":
             self._begin_preempt(attempt, now, "preempt requested")
+            requested = "preempting"
         elif attempt.spot and not requested and self.injector.due(now, attempt.start):
             self._begin_preempt(attempt, now, "spot capacity reclaimed (injected)")
+            requested = "preempting"
         # time a graceful stop needs: finish the current step, save, exit — plus ticks of slack; it
         # always exceeds the hard-kill window (2 ticks), so the graceful stop comes first
         margin = prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + prog.get("step_seconds", 1.0) + 4 * self.tick
@@ -221,6 +236,15 @@ class Controller:
                 self._set_requested("stopping:budget")
         if job.deadline is not None and now + margin >= job.deadline and not requested.startswith("stopping:"):
             self._begin_stop(attempt, "deadline", now)
+            requested = "stopping:deadline"
+        if self.live is not None and not requested and prog.get("step") is not None:
+            offer, why = self.live.next_offer(self.store, job, self.store.attempts(self.job_id), attempt, now,
+                                              self.injector.spot_available(now))
+            if offer is None or not recovery._same(offer, attempt.offer):
+                self.backend.preempt(attempt.handle)
+                self._set_requested("switching")
+                self._kill_at = now + self.grace
+                self.store.event(self.job_id, "switch", f"{why}: checkpoint, then move", now, attempt=attempt.id)
         if self._kill_at is not None and now >= self._kill_at:
             self._kill(attempt, now, f"grace period of {self.grace:g}s over")
 
@@ -265,6 +289,11 @@ class Controller:
             self.store.end_attempt(attempt.id, end, code, now)
             spend = self.store.spend(self.job_id)
             return self._end(status, now, f"stopped for {reason} at ${spend:.6f}")
+        if requested == "switching":
+            self.store.end_attempt(attempt.id, EndReason.SWITCHED, code, now)
+            self._set_requested(None)
+            self.store.transition(self.job_id, JobStatus.RECOVERING, now, "the spot policy moves the job")
+            return None
         if requested == "preempting":
             self.store.end_attempt(attempt.id, EndReason.PREEMPTED, code, now)
             self._set_requested(None)

@@ -31,7 +31,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.PROVISIONING, JobStatus.FAILED_NO_RESOURCE} | _STOPS),
     JobStatus.PROVISIONING: frozenset({JobStatus.RUNNING, JobStatus.RECOVERING, JobStatus.FAILED_SETUP, JobStatus.FAILED,
                                        JobStatus.FAILED_NO_RESOURCE, JobStatus.SUCCEEDED} | _STOPS),
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.PREEMPTED, JobStatus.FAILED_SETUP, JobStatus.FAILED} | _STOPS),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.PREEMPTED, JobStatus.RECOVERING, JobStatus.FAILED_SETUP,
+                                  JobStatus.FAILED} | _STOPS),
     JobStatus.PREEMPTED: frozenset({JobStatus.RECOVERING} | _STOPS),
     JobStatus.RECOVERING: frozenset({JobStatus.PROVISIONING, JobStatus.FAILED_NO_RESOURCE} | _STOPS),
     **{s: frozenset() for s in TERMINAL},
@@ -57,4 +58,5 @@ class EndReason(str, enum.Enum):
     CANCELLED = "cancelled"
     BUDGET = "budget"
     DEADLINE = "deadline"
+    SWITCHED = "switched"  # the spot policy moved the job (spot ↔ on-demand, another region, or to wait)
     LOST = "lost"  # the process vanished without an exit status and nobody preempted it

@@ -258,3 +258,41 @@ def test_random_hazard_and_trace_replay_preempt_and_recover(env, tmp_path):
     assert not atts[-1].spot and atts[-1].end_reason == "succeeded"
     rep = json.loads(spotrain("cost", str(job.id), "--json").stdout)
     assert [r["spot"] for r in rep["attempts"]] == [a.spot == 1 for a in atts]
+
+
+def test_spot_policy_waits_out_a_short_outage_and_meets_the_deadline(env, tmp_path):
+    """recovery.policy: spotrain. Spot goes away 8 s in and comes back at 20 s (trace at 900×).
+    With two minutes of slack and a short job, waiting costs nothing that on-demand later would
+    not (the policy's decision table), so it waits, resumes on spot and finishes in time."""
+    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=400, train__checkpoints={"every_steps": 20, "every_minutes": None, "keep_last": 2},
+                                         budget={"deadline": "150s"}, recovery={"policy": "spotrain"}))
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3600}, "data": [1, 1, 0, 0, 0] + [1] * 50}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-trace", str(trace), "--trace-speed", "900", "--grace", "30s")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    s = store()
+    job = s.jobs()[-1]
+    kinds = [("spot" if a.spot else "on-demand", a.end_reason) for a in s.attempts(job.id)]
+    assert kinds == [("spot", "preempted"), ("spot", "succeeded")], kinds
+    assert job.status == "SUCCEEDED" and job.ended <= job.deadline
+    assert any(e.kind == "policy" and e.message.startswith("spotrain: waiting for spot (slack") for e in s.events(job.id))
+    rep = json.loads(spotrain("cost", str(job.id), "--json").stdout)
+    assert math.isclose(sum(r["cost"] for r in rep["attempts"]), s.spend(job.id), rel_tol=1e-12)
+
+
+def test_greedy_policy_moves_a_running_spot_job_to_on_demand_at_the_last_safe_moment(env, tmp_path):
+    """recovery.policy: greedy, no checkpoints during the run and a tight deadline: the work at
+    risk on spot grows until a preemption could no longer be recovered in time, so the policy
+    moves the running job to on-demand (graceful stop saves a checkpoint) and it finishes there."""
+    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=800, train__checkpoints={"every_steps": 100000, "every_minutes": None, "keep_last": 2},
+                                         budget={"deadline": "100s"}, recovery={"policy": "greedy"}))
+    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--grace", "30s", "--force")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    s = store()
+    job = s.jobs()[-1]
+    atts = s.attempts(job.id)
+    kinds = [("spot" if a.spot else "on-demand", a.end_reason) for a in atts]
+    assert kinds == [("spot", "switched"), ("on-demand", "succeeded")], kinds
+    assert atts[1].first_step == atts[0].last_step + 1  # resumed from the checkpoint the switch saved
+    assert job.status == "SUCCEEDED" and job.ended <= job.deadline
+    assert any(e.kind == "switch" and e.message.startswith("greedy: on-demand in lab/lab-1") for e in s.events(job.id))

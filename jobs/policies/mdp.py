@@ -62,6 +62,13 @@ def table(lam_q: int, mu_q: int, overhead_h: float, loss_h: float, delta: float,
         return (1 - fr) * a + fr * layer[m, u, P - lo - 1: P - lo + S]
 
     big = np.full(S + 1, BIG)
+    # the safety net, as the policy applies it: waiting needs a step plus a restart of slack,
+    # keeping spot a restart plus the work at risk, starting spot two restarts (there and back),
+    # starting on-demand one; anything else is not an option
+    can_wait = s_idx - 1 >= kap - 1e-9
+    can_keep_spot = s_idx - loss >= kap - 1e-9
+    can_start_spot = s_idx - kap >= kap - 1e-9
+    can_start_od = s_idx >= kap - 1e-9
     for t in range(1, T + 1):
         done = s_idx >= t  # remaining work τ − s ≤ 0
         prev = V[t - 1]
@@ -77,6 +84,10 @@ def table(lam_q: int, mu_q: int, overhead_h: float, loss_h: float, delta: float,
             else:
                 start_od = start_spot = big
             run_spot = (cs + pu * at(prev, SPOT, 1, 0) + (1 - pu) * at(prev, IDLE, 0, loss)) if u else big
+            wait = np.where(can_wait, wait, BIG)
+            start_od = np.where(can_start_od, start_od, BIG)
+            start_spot = np.where(can_start_spot, start_spot, BIG)
+            run_spot = np.where(can_keep_spot, run_spot, BIG)
             for m, (c0, c1, c2) in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),
                                     (SPOT, (wait, start_od, run_spot) if u else (wait, start_od, start_spot))):
                 # argmin of three candidates (wait, on-demand, spot), ties to the earlier one

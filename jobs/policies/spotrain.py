@@ -121,7 +121,7 @@ class Spotrain(Policy):
 
     def table_for(self, job: JobView, spot_price: float, od_price: float):
         if self.grid is None:  # fixed for the job: the deadline and the slack it starts with
-            delta = max((job.elapsed_s + job.time_left_s) / 3600 / GRID_STEPS, job.overhead_s / 3600 / 4, job.step_s / 3600)
+            delta = max((job.elapsed_s + job.time_left_s) / 3600 / GRID_STEPS, job.step_s / 3600)
             self.grid = (delta, int(math.ceil(job.time_left_s / 3600 / delta)) + 1, int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1)
         memo = (self.any_stats.version, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
         if self._table is not None and self._table[0] == memo:
@@ -151,7 +151,7 @@ class Spotrain(Policy):
         act = self.table_for(job, spot_price, zones[0].od_price)
         delta, T, S = self.grid
         ti = min(T, max(1, int(round(job.time_left_s / 3600 / delta))))
-        si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))))
+        si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))), ti - 1)  # work left: at least one grid step
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
         a = act[ti, si, mode, 1 if zone is not None else 0]
         if a == mdp.SPOT_A and zone is not None:

@@ -14,5 +14,9 @@ class Recovery(Section):
         description="After a preemption: `failover` (same region twice, then the next cheapest region, on-demand when spot is gone "
                     "or after 3 preemptions), `same-region`, `next-region` (SkyPilot's EAGER_NEXT_REGION: never on-demand), "
                     "`on-demand-fallback`.")] = "failover"
+    policy: Annotated[Literal["spotrain", "greedy", "uniform-progress", "eager-next-region", "on-demand"] | None, Field(
+        description="Spot policy that drives live decisions every controller tick — spot in a region, on-demand, or wait — "
+                    "and may move a running job between them (the same policies `spotrain simulate` compares). `spotrain` and "
+                    "`greedy`/`uniform-progress` keep `budget.deadline`; unset: `strategy` picks the offer after a preemption.")] = None
     max_restarts: Annotated[int, Field(ge=0, description="Give up (FAILED_NO_RESOURCE) after this many restarts.")] = 10
     max_wait_minutes: Annotated[float, Field(gt=0, description="Give up when no capacity fits the strategy for this long.")] = 60.0

@@ -281,18 +281,33 @@ def test_spot_policy_waits_out_a_short_outage_and_meets_the_deadline(env, tmp_pa
 
 
 def test_greedy_policy_moves_a_running_spot_job_to_on_demand_at_the_last_safe_moment(env, tmp_path):
-    """recovery.policy: greedy, no checkpoints during the run and a tight deadline: the work at
-    risk on spot grows until a preemption could no longer be recovered in time, so the policy
-    moves the running job to on-demand (graceful stop saves a checkpoint) and it finishes there."""
-    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=800, train__checkpoints={"every_steps": 100000, "every_minutes": None, "keep_last": 2},
-                                         budget={"deadline": "100s"}, recovery={"policy": "greedy"}))
+    """recovery.policy: greedy, no checkpoint during the run and a deadline that leaves half the
+    work as slack: the work at risk on spot grows until a preemption could no longer be recovered
+    in time, so the policy moves the running job to on-demand (the graceful stop saves a
+    checkpoint) and it finishes there. The deadline is set from a calibration run of the same
+    recipe on this machine, so the test does not depend on its speed."""
+    from spotrain.jobs.controller import DEFAULT_SAVE_SECONDS, read_progress
+    from spotrain.jobs.live_policy import RESTART_MARGIN
+
+    base = dict(**SLOW, train__steps=600, train__checkpoints={"every_steps": 100000, "every_minutes": None, "keep_last": 2})
+    calib = write(tmp_path, tiny_recipe(**base), name="calib.yaml")
+    assert spotrain("launch", str(calib), "--yes", "--no-live").returncode == 0
+    s = store()
+    a0 = s.attempts(s.jobs()[-1].id)[0]
+    prog = read_progress(Path(a0.handle["dir"]))
+    start_s, step_s = prog["first_step_time"] - a0.start, prog["step_seconds"]
+    work = 600 * step_s
+    overhead = RESTART_MARGIN * start_s + 1
+    reserve = DEFAULT_SAVE_SECONDS + step_s + 4
+    # slack at the first step = work/2 + one restart: the switch comes about half-way through
+    deadline = start_s + reserve + work + work / 2 + overhead
+    recipe = write(tmp_path, tiny_recipe(**base, budget={"deadline": f"{deadline:.0f}s"}, recovery={"policy": "greedy"}))
     res = spotrain("launch", str(recipe), "--yes", "--no-live", "--grace", "30s", "--force")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    s = store()
     job = s.jobs()[-1]
     atts = s.attempts(job.id)
     kinds = [("spot" if a.spot else "on-demand", a.end_reason) for a in atts]
-    assert kinds == [("spot", "switched"), ("on-demand", "succeeded")], kinds
+    assert kinds == [("spot", "switched"), ("on-demand", "succeeded")], (kinds, deadline)
     assert atts[1].first_step == atts[0].last_step + 1  # resumed from the checkpoint the switch saved
     assert job.status == "SUCCEEDED" and job.ended <= job.deadline
     assert any(e.kind == "switch" and e.message.startswith("greedy: on-demand in lab/lab-1") for e in s.events(job.id))

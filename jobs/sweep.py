@@ -56,20 +56,22 @@ def _one(args) -> list[dict]:
         D = tl.steps(deadline_h)
         best = optimum.cost(D)
         for name in grid.policies:
-            if name == "optimal":
+            if name == "optimal":  # None where no schedule meets the deadline (JSON has no infinity)
                 fin = optimum.finish(D)
-                res = {"cost": best, "finish_h": None if fin is None else fin * tl.step_s / 3600, "deadline_met": math.isfinite(best),
+                res = {"cost": best if math.isfinite(best) else None, "finish_h": None if fin is None else fin * tl.step_s / 3600,
+                       "deadline_met": math.isfinite(best),
                        "preemptions": None, "switches": None, "launches": None, "spot_h": None, "od_h": None, "work_h": None,
                        "lost_h": None, "restart_h": None}
             else:
                 pol = make(name)
                 pol.warm(past)
                 res = simulate(pol, tl, D).as_dict()
-            gap = (res["cost"] - best) / best if math.isfinite(best) and best > 0 else None
+            feasible = math.isfinite(best) and best > 0
+            gap = (res["cost"] - best) / best if feasible and res["cost"] is not None else None
             rows.append({"scenario": scn.name, "zones": len(scn.zones), "start_tick": start, "policy": name, "deadline_hours": deadline_h,
                          "overhead_hours": overhead, "overhead_hours_effective": tl.overhead * tl.step_s / 3600,
-                         "step_seconds": tl.step_s, **res, "cost_ratio": res["cost"] / od_cost, "optimal_cost": best,
-                         "gap_to_optimal": gap})
+                         "step_seconds": tl.step_s, **res, "cost_ratio": None if res["cost"] is None else res["cost"] / od_cost,
+                         "optimal_cost": best if feasible else None, "gap_to_optimal": gap})
     return rows
 
 
@@ -94,10 +96,11 @@ def summarize(runs: list[dict]) -> list[dict]:
         groups.setdefault((r["policy"], r["deadline_hours"], r["overhead_hours"]), []).append(r)
     out = []
     for (policy, deadline, overhead), rs in groups.items():
-        ratios = np.array([r["cost_ratio"] for r in rs])
+        ratios = np.array([r["cost_ratio"] for r in rs if r["cost_ratio"] is not None])
         gaps = [r["gap_to_optimal"] for r in rs if r["gap_to_optimal"] is not None]
         out.append({"policy": policy, "deadline_hours": deadline, "overhead_hours": overhead, "runs": len(rs),
-                    "mean_cost_ratio": float(ratios.mean()), "p95_cost_ratio": float(np.percentile(ratios, 95)),
+                    "mean_cost_ratio": float(ratios.mean()) if ratios.size else None,
+                    "p95_cost_ratio": float(np.percentile(ratios, 95)) if ratios.size else None,
                     "miss_rate": float(np.mean([not r["deadline_met"] for r in rs])),
                     "mean_gap_to_optimal": float(np.mean(gaps)) if gaps else None})
     order = {p: i for i, p in enumerate(dict.fromkeys(r["policy"] for r in runs))}

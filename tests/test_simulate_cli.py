@@ -79,6 +79,20 @@ def test_checkpoint_interval_costs_work_and_nodes_need_capacity():
     assert all(r["spot_h"] == 0 for r in many)  # the traces never have 2 instances
 
 
+def test_a_deadline_no_schedule_can_meet_is_reported_not_broken():
+    # 4 h of work, a 4 h deadline and a restart: nobody finishes in time; JSON stays strict
+    res = sim("--work-hours", "4", "--deadline-hours", "4", "--overhead-hours", "0.1", "--starts", "1", "--json", "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    by = {s["policy"]: s for s in doc["summary"]}
+    assert by["optimal"]["miss_rate"] == 1 and by["optimal"]["mean_cost_ratio"] is None
+    assert by["on-demand"]["miss_rate"] == 1 and by["on-demand"]["mean_cost_ratio"] == pytest.approx(1.0)
+    assert all(r["gap_to_optimal"] is None for r in doc["runs"])
+    table = sim("--work-hours", "4", "--deadline-hours", "4", "--overhead-hours", "0.1", "--starts", "1", "--workers", "1")
+    assert table.returncode == 0
+    assert [l.split() for l in table.stdout.splitlines() if l.startswith("optimal")] == [["optimal", "2", "-", "-", "100.0%", "-"]]
+
+
 @pytest.mark.parametrize("args, message", [
     (("--traces", "/nonexistent"), "/nonexistent: no such trace file or folder"),
     (("--traces", str(TRACES), "--deadline-hours", "3"), "--deadline-hours 3 is shorter than --work-hours 48"),

@@ -66,14 +66,17 @@ def simulate(traces_dir: Path, multi_zone: bool, policies: tuple[str, ...], work
     runs = sweep.run(scenarios, grid, workers=workers or os.cpu_count() or 1)
     summary = sweep.summarize(runs)
     if as_json:
-        click.echo(json.dumps({"summary": summary, "runs": runs}))
+        click.echo(json.dumps({"summary": summary, "runs": runs}, allow_nan=False))
         return
     zones = sum(len(s.zones) for s in scenarios)
     click.echo(f"{len(scenarios)} scenario(s), {zones} zone(s), {starts} start(s) each; {work_hours:g} h of work, "
                f"on-demand ${on_demand_price:g}/h, spot ${spot_price:g}/h" + ("" if ignore_trace_prices else " (or the trace's prices)"))
     for d in deadlines:
         for oh in overheads:
-            rows = [[s["policy"], s["runs"], f"{s['mean_cost_ratio']:.3f}", f"{s['p95_cost_ratio']:.3f}", f"{s['miss_rate']:.1%}",
+            def num(x):
+                return "-" if x is None else f"{x:.3f}"
+
+            rows = [[s["policy"], s["runs"], num(s["mean_cost_ratio"]), num(s["p95_cost_ratio"]), f"{s['miss_rate']:.1%}",
                      "-" if s["mean_gap_to_optimal"] is None else f"{s['mean_gap_to_optimal']:.1%}"]
                     for s in summary if s["deadline_hours"] == d and s["overhead_hours"] == oh]
             click.echo(f"\ndeadline {d:g} h, restart overhead {oh:g} h")

@@ -191,26 +191,58 @@ class Controller:
                 tried.append(f"{o['cloud']}/{o['region']}/{o['instance']} ({exc})")
                 self.store.end_attempt(attempt_id, EndReason.LOST, None, self.clock())
                 continue
+            handle.setdefault("grace", self.grace)
             self.store.set_handle(attempt_id, handle)
             self.store.transition(self.job_id, JobStatus.RUNNING, self.clock())
             return
         self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried))
 
+    def _provision_failed(self, job, attempt, st, now: float) -> None:
+        """An offer turned out unobtainable after an asynchronous launch: try the next untried one."""
+        o = attempt.offer
+        self._release(attempt)
+        self.store.end_attempt(attempt.id, EndReason.LOST, None, self.clock())
+        what = f"{o['cloud']}/{o['region']}/{o['instance']}"
+        self.store.event(self.job_id, "provision_failed", f"{what}: {st.provision_error}", now, attempt=attempt.id)
+        if st.error_kind in ("no_cloud", "rejected", "unreachable"):  # no other offer fares better
+            return self._end(JobStatus.FAILED_NO_RESOURCE if st.error_kind == "no_cloud" else JobStatus.FAILED_SETUP, self.clock(),
+                             st.provision_error)
+        # the offers that failed since the last attempt that ran
+        failed = []
+        for a in reversed(self.store.attempts(self.job_id)):
+            if a.end_reason != EndReason.LOST.value or a.first_step is not None:
+                break
+            failed.append(a)
+        tried_keys = {recovery.offer_key(a.offer) for a in failed}
+        rest = [x for x in job.offers if recovery.offer_key(x) not in tried_keys]
+        if not rest:
+            reasons = {e.data.get("attempt"): e.message for e in self.store.events(self.job_id) if e.kind == "provision_failed"}
+            tried = [reasons.get(a.id, f"{a.offer['cloud']}/{a.offer['region']}/{a.offer['instance']}") for a in reversed(failed)]
+            return self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried))
+        self._provision(job, rest[0], rest, self.clock())
+
     # ------------------------------------------------------------------ watching an attempt
     def _watch(self, job, attempt, now: float) -> None:
         handle = attempt.handle or {}
-        if "pid" not in handle and "exit_file" not in handle:
+        if not any(k in handle for k in ("pid", "exit_file", "cluster", "managed")):
             # died between recording the attempt and starting it: nothing runs, start again
             self.store.end_attempt(attempt.id, EndReason.LOST, None, now)
             self._recover(job, now, "attempt never started")
             return
         self.store.bill(attempt.id, now)
+        before = json.dumps(handle, sort_keys=True)
+        self.backend.sync(handle)
+        st = self.backend.state(handle)
+        if json.dumps(handle, sort_keys=True) != before:
+            self.store.set_handle(attempt.id, handle)
         prog = read_progress(Path(handle["dir"]))
         if prog.get("step") is not None:
             self.store.set_steps(attempt.id, prog.get("first_step"), prog["step"])
-        st = self.backend.state(handle)
+        if st.provision_error is not None:
+            return self._provision_failed(job, attempt, st, now)
+        if st.recoveries is not None and st.recoveries > int(handle.get("imported", 0)):
+            return self._import_recovery(job, attempt, handle, st.recoveries, now)
         if not st.running:
-            self.store.bill(attempt.id, now)
             return self._finished(job, attempt, st, now)
         requested = job.requested or ""
         if requested == "cancel":
@@ -241,7 +273,7 @@ class Controller:
             offer, why = self.live.next_offer(self.store, job, self.store.attempts(self.job_id), attempt, now,
                                               self.injector.spot_available(now))
             if offer is None or not recovery._same(offer, attempt.offer):
-                self.backend.preempt(attempt.handle)
+                self._preempt(attempt)
                 self._set_requested("switching")
                 self._kill_at = now + self.grace
                 self.store.event(self.job_id, "switch", f"{why}: checkpoint, then move", now, attempt=attempt.id)
@@ -256,14 +288,20 @@ class Controller:
         with self.store.session() as s, s.begin():
             s.execute(update(Job).where(Job.id == self.job_id).values(requested=value))
 
+    def _preempt(self, attempt) -> None:
+        handle = dict(attempt.handle or {})
+        self.backend.preempt(handle)
+        if handle != attempt.handle:
+            self.store.set_handle(attempt.id, handle)
+
     def _begin_preempt(self, attempt, now: float, why: str) -> None:
-        self.backend.preempt(attempt.handle)
+        self._preempt(attempt)
         self._set_requested("preempting")
         self._kill_at = now + self.grace
         self.store.event(self.job_id, "preempt", f"{why}: SIGTERM sent, {self.grace:g}s grace", now, attempt=attempt.id)
 
     def _begin_stop(self, attempt, reason: str, now: float) -> None:
-        self.backend.preempt(attempt.handle)
+        self._preempt(attempt)
         self._set_requested(f"stopping:{reason}")
         self._kill_at = now + self.grace
         self.store.event(self.job_id, "stop", f"stopping for {reason}: checkpoint, then exit", now, attempt=attempt.id)
@@ -273,8 +311,38 @@ class Controller:
         self._kill_at = None
         self.store.event(self.job_id, "kill", f"SIGKILL: {why}", now, attempt=attempt.id)
 
+    def _import_recovery(self, job, attempt, handle: dict, recoveries: int, now: float) -> None:
+        """The backend recovered the job itself (SkyPilot managed jobs): record it as we would our own —
+        the attempt ends preempted, a new one starts on the same terms, every second stays billed."""
+        self.store.bill(attempt.id, now)
+        self.store.end_attempt(attempt.id, EndReason.PREEMPTED, None, now)
+        why = f"SkyPilot recovered the managed job (recovery {recoveries})"
+        for status in (JobStatus.PREEMPTED, JobStatus.RECOVERING, JobStatus.PROVISIONING):
+            self.store.transition(self.job_id, status, now, why if status == JobStatus.PREEMPTED else "")
+        new_id = self.store.start_attempt(self.job_id, attempt.offer, self.backend.name, self.backend.emulated, now)
+        n = self.store.attempt(new_id).number
+        workdir = Path(job.workdir) / "attempts" / str(n)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "attempt.log").touch()
+        self.store.set_handle(new_id, {**handle, "imported": recoveries, "dir": str(workdir), "log": str(workdir / "attempt.log")})
+        self.store.transition(self.job_id, JobStatus.RUNNING, now)
+
+    def _release(self, attempt) -> None:
+        """Free the attempt's resources (a cloud cluster) and bill up to the moment they were gone."""
+        handle = dict(attempt.handle or {})
+        before = json.dumps(handle, sort_keys=True)
+        self.backend.release(handle)
+        if json.dumps(handle, sort_keys=True) != before:
+            self.store.set_handle(attempt.id, handle)
+            if handle.get("sky_cost") is not None:
+                self.store.event(self.job_id, "sky_cost", f"SkyPilot bills ${handle['sky_cost']:.6f} for {handle['cluster']} "
+                                 f"({handle.get('sky_seconds') or 0:.0f} s)", self.clock(), attempt=attempt.id)
+        self.store.bill(attempt.id, self.clock())
+
     def _finished(self, job, attempt, st, now: float) -> None:
         self._kill_at = None
+        self._release(attempt)
+        now = max(now, self.clock())
         requested = job.requested or ""
         code = st.exit_code
         log = Path(attempt.handle.get("log", ""))

@@ -44,6 +44,10 @@ def first_offer(offers: list[dict], spot_available: bool) -> dict | None:
     return None
 
 
+def offer_key(o: dict) -> tuple:
+    return (o["cloud"], o["region"], o.get("zone", ""), o["instance"], o["spot"])
+
+
 def _same(a: dict, b: dict) -> bool:
     return (a["cloud"], a["region"], a["instance"], a["spot"]) == (b["cloud"], b["region"], b["instance"], b["spot"])
 

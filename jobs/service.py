@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,26 @@ def deadline_ts(deadline, now: float) -> float | None:
     return now + parse_duration(deadline).total_seconds()
 
 
-def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict], options: dict, now: float) -> int:
+REDACTED = "<redacted>"
+
+
+def write_sky_files(d: Path, loaded: LoadedRecipe, sky: dict) -> None:
+    """What the SkyPilot backend needs for every attempt: the recipe as the node sees it (relative
+    paths, overrides applied, no env/secrets), how to install spotrain there, resolved env, and the
+    secrets — in a file only the owner can read, never in the database or a log."""
+    from spotrain.launcher.cli.sky_launch import node_recipe_text
+
+    (d / "recipe.node.yaml").write_text(node_recipe_text(loaded))
+    secrets = sky.pop("secrets", {})
+    f = d / "secrets.json"
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(secrets, fh)
+    (d / "sky.json").write_text(json.dumps({"recipe_dir": str(loaded.base_dir), **sky}))
+
+
+def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict], options: dict, now: float,
+           sky: dict | None = None) -> int:
     recipe = absolute_recipe(loaded)
     job_id = store.create_job(name=recipe.name, backend=backend, recipe_yaml="", recipe_dir=str(loaded.base_dir), offers=offers,
                               options=options, workdir="", max_cost=recipe.budget.max_cost,
@@ -44,7 +64,10 @@ def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict],
     d = job_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
     data = recipe.model_dump(mode="json", by_alias=True)
-    if not recipe.storage.remote():
+    data["secrets"] = {k: REDACTED for k in data.get("secrets", {})}  # values live only in secrets.json (0600)
+    if sky is not None:
+        write_sky_files(d, loaded, sky)
+    elif not recipe.storage.remote():
         data["storage"]["checkpoints"] = str(d / "checkpoints")  # shared by every attempt (the local "bucket")
     text = yaml.safe_dump(data, sort_keys=False)
     (d / "recipe.yaml").write_text(text)

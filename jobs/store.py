@@ -63,7 +63,7 @@ class Store:
                 return
             check_transition(old, new)
             job.status, job.updated = new.value, now
-            if message:
+            if message or new.is_terminal():
                 job.message = message
             if new.is_terminal():
                 job.ended = now

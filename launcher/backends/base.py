@@ -9,6 +9,11 @@ Contracts (every backend keeps them):
   ``kill`` ends the attempt at once (SIGKILL). Both are idempotent and return silently if
   the attempt is already gone.
 - ``log_path`` is where the attempt's combined output is (or will be) written.
+- ``sync`` brings a remote attempt's log and events into its local folder (no-op locally);
+  ``release`` frees what the attempt held (a cloud cluster) once it ended — idempotent; both may
+  add keys to the handle, which the controller then stores.
+- A provisioning failure found after ``provision`` returned (SkyPilot launches asynchronously)
+  is reported by ``state`` with ``provision_error`` set.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ class AttemptState:
     running: bool
     exit_code: int | None = None  # set when the attempt ended and reported its exit status
     gone: bool = False  # ended without an exit status (killed with its node)
+    provision_error: str | None = None  # the offer could not be had (found after provision returned)
+    error_kind: str | None = None  # no_cloud | unavailable | rejected | unreachable | error
+    recoveries: int | None = None  # recoveries the backend made on its own (SkyPilot managed jobs)
 
 
 class Backend(abc.ABC):
@@ -50,10 +58,23 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def log_path(self, handle: dict) -> Path: ...
 
+    def sync(self, handle: dict) -> None:
+        return None
+
+    def release(self, handle: dict) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
 
 def get_backend(name: str) -> Backend:
     if name == "local":
         from .local import LocalBackend
 
         return LocalBackend()
-    raise SpotrainError(f"unknown backend {name!r} — available: local")
+    if name == "sky":
+        from .skypilot import SkyBackend
+
+        return SkyBackend()
+    raise SpotrainError(f"unknown backend {name!r} — available: local, sky")

@@ -10,7 +10,7 @@ import click
 from spotrain.errors import SpotrainError
 from spotrain.recipes.loader import load_recipe
 
-from . import render
+from . import render, sky_launch
 from .jobs_cmd import print_cost, stream
 from .pricing_common import load_catalog, price_file_option
 
@@ -25,7 +25,9 @@ def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
 @click.command()
 @click.argument("file", type=click.Path(path_type=str))
 @click.argument("overrides", nargs=-1)
-@click.option("--backend", type=click.Choice(["local"]), default="local", show_default=True, help="Where attempts run.")
+@click.option("--backend", type=click.Choice(["local", "sky"]), default="local", show_default=True,
+              help="Where attempts run: `local` (this machine, billed at the offer's price) or `sky` (SkyPilot: real clouds, Slurm, Kubernetes).")
+@click.option("--dry-run", is_flag=True, help="With --backend sky: print the SkyPilot task YAML (secrets redacted) and stop; nothing is launched.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before spending.")
 @click.option("--detach", is_flag=True, help="Print the job id and return; the job runs on.")
 @click.option("--force", is_flag=True, help="Launch even if the cheapest estimate exceeds budget.max_cost (the cap still holds).")
@@ -37,8 +39,8 @@ def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
 @click.option("--no-live", is_flag=True, help="Do not fetch live AWS spot prices.")
 @click.option("--attempt-env", multiple=True, hidden=True, help="N:KEY=VALUE environment for attempt N (fault injection in tests).")
 @price_file_option
-def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_trace, trace_speed, grace, seed, no_live, attempt_env,
-           prices) -> None:
+def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every, preempt_trace, trace_speed, grace, seed, no_live,
+           attempt_env, prices) -> None:
     """Launch recipe FILE as a job on the cheapest fitting offer; survive preemptions; stop at the budget."""
     from spotrain.jobs import service
     from spotrain.jobs.preemption import load_trace, parse_seconds
@@ -46,6 +48,10 @@ def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_
 
     loaded = load_recipe(file, overrides)
     r = loaded.recipe
+    if dry_run and backend != "sky":
+        raise SpotrainError("--dry-run shows the SkyPilot task — add --backend sky")
+    if backend == "sky" and (preempt_every or preempt_trace):
+        raise SpotrainError("--preempt-every/--preempt-trace inject preemptions on the local backend only — real clouds preempt on their own")
     options = {"grace": parse_seconds(grace), "seed": seed, "trace_speed": trace_speed}
     if preempt_every:
         options["preempt_every"] = parse_seconds(preempt_every)
@@ -60,6 +66,13 @@ def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_
     p = plan(r, cat.table, loaded.base_dir)
     offers = offers_for_job(p.candidates)
     best = offers[0]
+    sky = None
+    if backend == "sky":
+        sky = sky_launch.prepare(loaded, offers, dry_run=dry_run)
+        if dry_run:
+            return
+        if sky["mode"] == "skypilot":
+            offers = [sky_launch.managed_offer(offers)]
     emulated = " — emulated on this machine at this offer's price" if backend == "local" else ""
     gpu = f"{best['accelerator']}:{best['count']:g}" if best["accelerator"] else f"{best['vcpus']:g} vCPU"
     click.echo(f"plan: {best['cloud']}/{best['region']} {best['instance']} ({gpu}, {'spot' if best['spot'] else 'on-demand'}) "
@@ -73,7 +86,7 @@ def launch(file, overrides, backend, yes, detach, force, preempt_every, preempt_
         click.confirm("launch and start spending?", abort=True)
     store = service.open_store()
     service.ensure_controllers(store)
-    job_id = service.create(store, loaded, backend, offers, options, time.time())
+    job_id = service.create(store, loaded, backend, offers, options, time.time(), sky=sky)
     service.start_controller(job_id)
     click.echo(f"job {job_id} launched ({r.name}); follow it with `spotrain status {job_id}`, `spotrain logs {job_id} --follow`")
     if detach:

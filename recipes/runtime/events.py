@@ -6,12 +6,16 @@ grad_norm, tokens, tokens_per_s, elapsed_s), ``eval`` (split, loss, perplexity, 
 ...), ``generation`` (bleu, chrf), ``checkpoint_saved`` (step, path, bytes, seconds),
 ``interrupted`` (signal, step), ``run_end`` (status). Readers must ignore unknown events
 and fields. After a hard kill the last line may be cut short; the next writer drops it.
+
+With ``SPOTRAIN_EVENTS_STDOUT=1`` (set on SkyPilot nodes) every event is also printed to stdout
+as ``SPOTRAIN_EVENT {json}``: the controller follows a remote run through its log.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -42,6 +46,9 @@ def repair_tail(path: Path) -> None:
         fh.truncate(0)
 
 
+EVENT_MARK = "SPOTRAIN_EVENT "
+
+
 class EventLog:
     def __init__(self, path: Path, enabled: bool = True, clock=time.time):
         self.path = Path(path)
@@ -52,12 +59,17 @@ class EventLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             repair_tail(self.path)
             self._fh = open(self.path, "a", encoding="utf-8")
+        self._mirror = enabled and os.environ.get("SPOTRAIN_EVENTS_STDOUT", "") not in ("", "0")
 
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "time": round(self.clock(), 3), **fields}
         if self._fh is not None:
-            self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            line = json.dumps(record, separators=(",", ":"))
+            self._fh.write(line + "\n")
             self._fh.flush()
+            if self._mirror:
+                sys.stdout.write(EVENT_MARK + line + "\n")
+                sys.stdout.flush()
         return record
 
     def sync(self) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Section
 from .budget import Budget
@@ -29,6 +30,23 @@ class Recipe(Section):
     budget: Annotated[Budget, Field(description="Money and time limits.")] = Budget()
     storage: Annotated[Storage, Field(description="Checkpoint and data locations.")] = Storage()
     recovery: Annotated[Recovery, Field(description="What the jobs controller does after a preemption.")] = Recovery()
+    env: Annotated[dict[str, str | None], Field(description="Environment variables on the training nodes (SkyPilot backend), e.g. "
+                                                 "`AWS_ENDPOINT_URL`. A null value copies the variable from the shell that runs "
+                                                 "`spotrain launch`.")] = {}
+    secrets: Annotated[dict[str, str | None], Field(description="Like `env`, but never shown: redacted in `--dry-run` YAML, job "
+                                                     "records and logs. Null copies the value from the launching shell — the way "
+                                                     "to keep keys out of the recipe file.")] = {}
+
+    @field_validator("env", "secrets")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for k in v:
+            if not _ENV_NAME.match(k):
+                raise ValueError(f"{k!r} is not an environment variable name (letters, digits, `_`; not starting with a digit)")
+        return v
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 

@@ -1,0 +1,353 @@
+"""The SkyPilot backend: each attempt is a SkyPilot cluster launched with ``sky.launch`` on exactly
+the offer spotrain's controller picked; the attempt ends when its job ends or its cluster is
+gone (a preemption), and the cluster is torn down when the attempt ends.
+
+SkyPilot runs in its own Python (``$SPOTRAIN_SKY_PYTHON``, or this one when it can import
+``sky``) behind :mod:`sky_bridge`, one long-lived process per controller. Progress comes from
+the job's log: the node mirrors its metric events there (``SPOTRAIN_EVENT`` lines), and this
+backend rebuilds the attempt's ``events.jsonl`` and ``attempt.log`` from it, so the controller
+reads a SkyPilot attempt exactly like a local one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from spotrain.errors import SpotrainError
+from spotrain.launcher.compiler import EXIT_MARK, Source, cluster_name, compile_task
+from spotrain.recipes.runtime.events import EVENT_MARK
+from spotrain.recipes.schema import Recipe
+
+from .base import AttemptState, Backend, ProvisionError
+
+SKY_ENV = {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "AWS_EC2_METADATA_DISABLED": "true"}
+POLL_SECONDS = float(os.environ.get("SPOTRAIN_SKY_POLL", "5"))
+SETUP_FAILED, DRIVER_LOST = 2, None
+
+
+class SkyError(SpotrainError):
+    def __init__(self, kind: str, message: str):
+        self.kind = kind
+        super().__init__(explain(kind, message))
+
+
+def explain(kind: str, message: str) -> str:
+    if kind == "no_cloud":
+        return f"SkyPilot has no cloud enabled for this offer ({message}) — run `sky check` and set up credentials"
+    if kind == "unreachable":
+        return f"cannot reach the SkyPilot API server ({message}) — start it with `sky api start` or fix the endpoint (`sky api info`)"
+    if kind == "rejected":
+        return f"SkyPilot rejected the task: {message}"
+    if kind == "unavailable":
+        return f"no capacity: {message}"
+    return message
+
+
+def sky_python() -> str:
+    """The interpreter that can import SkyPilot."""
+    exe = os.environ.get("SPOTRAIN_SKY_PYTHON")
+    if exe:
+        if not Path(exe).exists():
+            raise SpotrainError(f"SPOTRAIN_SKY_PYTHON={exe} does not exist — point it at the python of a venv with skypilot installed")
+        return exe
+    if importlib.util.find_spec("sky") is not None:
+        return sys.executable
+    raise SpotrainError("SkyPilot is not installed — `python3 -m venv ~/.sky-venv && ~/.sky-venv/bin/pip install "
+                        "-r requirements-sky.txt`, then export SPOTRAIN_SKY_PYTHON=~/.sky-venv/bin/python")
+
+
+class Bridge:
+    """Client of ``sky_bridge.py``: JSON lines over a pipe to a SkyPilot process."""
+
+    def __init__(self, python: str | None = None, timeout: float = 600.0):
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen([python or sky_python(), str(Path(__file__).with_name("sky_bridge.py"))],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if os.environ.get("SPOTRAIN_DEBUG") else subprocess.DEVNULL,
+                                      text=True, env={**os.environ, **SKY_ENV}, start_new_session=True)
+        atexit.register(self.close)
+
+    def call(self, op: str, **kw) -> dict:
+        with self._lock:
+            if self._proc.poll() is not None:
+                raise SkyError("error", f"the SkyPilot bridge exited (code {self._proc.returncode}) — rerun with SPOTRAIN_DEBUG=1 to see why")
+            self._proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+            self._proc.stdin.flush()
+            while True:
+                line = self._proc.stdout.readline()
+                if not line:
+                    raise SkyError("error", f"the SkyPilot bridge died during {op} — rerun with SPOTRAIN_DEBUG=1 to see why")
+                if line.startswith("BRIDGE:"):
+                    reply = json.loads(line[len("BRIDGE:"):])
+                    break
+        if not reply.pop("ok"):
+            raise SkyError(reply.get("kind", "error"), reply.get("error", "unknown error"))
+        return reply
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self.call("close")
+                self._proc.wait(timeout=60)
+            except (SkyError, OSError, subprocess.TimeoutExpired, ValueError):
+                self._proc.kill()
+
+
+def parse_log(text: str) -> tuple[list[str], int | None]:
+    """Events (JSON lines) and the exit code that the node mirrored into the job log."""
+    events, code = [], None
+    for line in text.splitlines():
+        i = line.find(EVENT_MARK)
+        if i >= 0:
+            body = line[i + len(EVENT_MARK):].strip()
+            try:
+                json.loads(body)
+            except ValueError:
+                continue  # cut short
+            events.append(body)
+            continue
+        i = line.find(EXIT_MARK)
+        if i >= 0:
+            try:
+                code = int(line[i + len(EXIT_MARK):].split()[0])
+            except (ValueError, IndexError):
+                pass
+    return events, code
+
+
+class SkyBackend(Backend):
+    name = "sky"
+    emulated = False
+
+    def __init__(self, bridge: Bridge | None = None, clock=time.time):
+        self._bridge = bridge
+        self.clock = clock
+        self._seen: dict[str, tuple[float, AttemptState]] = {}
+        self._synced: dict[str, float] = {}
+
+    @property
+    def bridge(self) -> Bridge:
+        if self._bridge is None:
+            self._bridge = Bridge()
+        return self._bridge
+
+    # ------------------------------------------------------------------ provisioning
+    def provision(self, *, job_id: int, attempt: int, offer: dict, recipe_path: Path, workdir: Path, env: dict) -> dict:
+        job_dir = recipe_path.parent
+        spec = json.loads((job_dir / "sky.json").read_text())
+        secrets_file = job_dir / "secrets.json"
+        secrets = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+        recipe_text = (job_dir / "recipe.node.yaml").read_text()
+        import yaml
+
+        recipe = Recipe.model_validate(yaml.safe_load(recipe_text))
+        managed = "choices" in offer  # controller: skypilot — one managed job over the planner's top offers
+        cluster = cluster_name(recipe.name, job_id, None if managed else attempt)
+        compiled = compile_task(recipe, recipe_text, offer["choices"] if managed else [offer], recipe_dir=spec["recipe_dir"],
+                                source=Source(**spec["source"]), task_name=cluster, run_id=f"job-{job_id}",
+                                env={**spec.get("env", {}), **env}, secrets=secrets, mode="skypilot" if managed else "spotrain")
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "attempt.log").touch()
+        try:
+            if managed:
+                reply = self.bridge.call("jobs_launch", config=compiled.config, name=cluster)
+            else:
+                reply = self.bridge.call("launch", config=compiled.config, cluster=cluster)
+        except SkyError as exc:
+            raise ProvisionError(str(exc)) from None
+        handle = {"cluster": cluster, "request_id": reply["request_id"], "dir": str(workdir), "log": str(workdir / "attempt.log"),
+                  "submitted": self.clock()}
+        if managed:
+            handle.update(managed=True, recoveries=0)
+        return handle
+
+    # ------------------------------------------------------------------ watching
+    def state(self, handle: dict) -> AttemptState:
+        key = handle["cluster"]
+        now = self.clock()
+        cached = self._seen.get(key)
+        if cached is not None and now - cached[0] < POLL_SECONDS and cached[1].running:
+            return cached[1]
+        st = self._state(handle)
+        self._seen[key] = (now, st)
+        return st
+
+    def _managed_state(self, handle: dict) -> AttemptState:
+        try:
+            q = self.bridge.call("jobs_queue", job_id=handle["job_id"])
+        except SkyError:
+            return AttemptState(True, recoveries=handle.get("recoveries", 0))  # transient: ask again next tick
+        status = q.get("status")
+        handle["recoveries"] = int(q.get("recovery_count") or 0)
+        if q.get("last_recovered_at"):
+            handle["recovered_at"] = q["last_recovered_at"]
+        running = status in (None, "PENDING", "SUBMITTED", "STARTING", "RUNNING", "RECOVERING", "CANCELLING")
+        if running:
+            return AttemptState(True, recoveries=handle["recoveries"])
+        code = self._exit_code(handle)
+        if status == "SUCCEEDED":
+            return AttemptState(False, 0 if code is None else code, recoveries=handle["recoveries"])
+        if status == "FAILED_SETUP":
+            return AttemptState(False, SETUP_FAILED, recoveries=handle["recoveries"])
+        if status == "FAILED_NO_RESOURCE":
+            return AttemptState(False, None, gone=True, provision_error=explain("unavailable", q.get("failure_reason") or status),
+                                error_kind="unavailable")
+        if status in ("FAILED_PRECHECKS",):
+            return AttemptState(False, None, gone=True, provision_error=explain("rejected", q.get("failure_reason") or status),
+                                error_kind="rejected")
+        if status == "CANCELLED":
+            return AttemptState(False, code, recoveries=handle["recoveries"])
+        return AttemptState(False, 1 if code is None else code, recoveries=handle["recoveries"])
+
+    def _state(self, handle: dict) -> AttemptState:
+        if handle.get("managed") and handle.get("job_id") is not None:
+            return self._managed_state(handle)
+        if handle.get("job_id") is None:
+            res = self.bridge.call("launch_result", request_id=handle["request_id"])
+            if res["state"] == "pending":
+                return AttemptState(True)
+            if res["state"] == "error":
+                return AttemptState(False, None, gone=True, provision_error=explain(res.get("kind", "error"), res["error"]),
+                                    error_kind=res.get("kind", "error"))
+            handle["job_id"] = res["job_id"]
+            handle["launched"] = self.clock()
+        try:
+            status = self.bridge.call("job", cluster=handle["cluster"], job_id=handle["job_id"])["status"]
+        except SkyError:
+            status = None
+        if status in ("INIT", "PENDING", "SETTING_UP", "RUNNING"):
+            return AttemptState(True)
+        if status is None or status == "FAILED_DRIVER":
+            # the job cannot be read: is the cluster still there?
+            try:
+                cl = self.bridge.call("cluster", cluster=handle["cluster"], refresh=True)["status"]
+            except SkyError:
+                cl = None
+            if cl == "UP" and status is None:
+                return AttemptState(True)  # a transient error reading the job
+            return AttemptState(False, None, gone=True)
+        code = self._exit_code(handle)
+        if status == "SUCCEEDED":
+            return AttemptState(False, 0 if code is None else code)
+        if status == "FAILED_SETUP":
+            return AttemptState(False, SETUP_FAILED)
+        if status == "CANCELLED":
+            # we cancelled it (a graceful stop): it ends when the node wrote its exit code
+            if code is None and self.clock() - handle.get("cancelled", 0) < float(handle.get("grace", 120)):
+                return AttemptState(True)
+            return AttemptState(False, code)
+        return AttemptState(False, 1 if code is None else code)
+
+    def _exit_code(self, handle: dict) -> int | None:
+        self.sync(handle, force=True)
+        return handle.get("exit_code")
+
+    def sync(self, handle: dict, force: bool = False) -> None:
+        """Pull the job's log: rebuild ``attempt.log`` and the attempt's ``events.jsonl``."""
+        if handle.get("job_id") is None:
+            return
+        now = self.clock()
+        if not force and now - self._synced.get(handle["cluster"], 0) < POLL_SECONDS:
+            return
+        self._synced[handle["cluster"]] = now
+        try:
+            if handle.get("managed"):
+                text = self.bridge.call("jobs_logs", job_id=handle["job_id"])["text"]
+            else:
+                text = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"])["text"]
+        except SkyError:
+            return  # the cluster is gone: keep what we have
+        events, code = parse_log(text)
+        d = Path(handle["dir"])
+        if len(text) >= _size(Path(handle["log"])):
+            _write(Path(handle["log"]), text)
+        if events and len(events) >= _lines(d / "events.jsonl"):
+            _write(d / "events.jsonl", "".join(e + "\n" for e in events))
+        if code is not None:
+            handle["exit_code"] = code
+
+    # ------------------------------------------------------------------ stopping
+    def preempt(self, handle: dict) -> None:
+        """Graceful stop: SkyPilot's cancel sends SIGTERM to the job; spotrain saves a checkpoint and exits."""
+        if handle.get("job_id") is None:
+            return self.kill(handle)
+        try:
+            if handle.get("managed"):
+                self.bridge.call("jobs_cancel", job_id=handle["job_id"])
+            else:
+                self.bridge.call("cancel", cluster=handle["cluster"], job_id=handle["job_id"])
+        except SkyError:
+            return
+        handle["cancelled"] = self.clock()
+        self._seen.pop(handle["cluster"], None)
+
+    def kill(self, handle: dict) -> None:
+        if handle.get("managed"):
+            if handle.get("job_id") is not None:
+                try:
+                    self.bridge.call("jobs_cancel", job_id=handle["job_id"])
+                except SkyError:
+                    pass
+            return
+        self.release(handle)
+
+    def release(self, handle: dict) -> None:
+        """Tear the attempt's cluster down (stops the bill) and note SkyPilot's own cost for it."""
+        if handle.get("released"):
+            return
+        if handle.get("managed"):  # SkyPilot tears its clusters down itself; import its bill
+            if handle.get("job_id") is None:
+                return
+            try:
+                cost = self.bridge.call("jobs_cost", name=handle["cluster"], job_id=handle["job_id"])
+            except SkyError:
+                return
+            handle.update(released=self.clock(), sky_cost=cost.get("cost"), sky_seconds=cost.get("duration"))
+            return
+        try:
+            self.bridge.call("down", cluster=handle["cluster"], purge=True)
+        except SkyError:
+            return  # retried at the next release
+        handle["released"] = self.clock()
+        try:
+            cost = self.bridge.call("cost", cluster=handle["cluster"])
+            handle["sky_cost"] = cost.get("cost")
+            handle["sky_seconds"] = cost.get("duration")
+        except SkyError:
+            pass
+
+    def log_path(self, handle: dict) -> Path:
+        return Path(handle["log"])
+
+    def close(self) -> None:
+        if self._bridge is not None:
+            self._bridge.close()
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _lines(p: Path) -> int:
+    try:
+        with open(p, "rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return 0
+
+
+def _write(p: Path, text: str) -> None:
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, p)

@@ -1,0 +1,195 @@
+"""The recipe → SkyPilot task compiler, `launch --backend sky --dry-run`, and SkyPilot's own
+loader on every shipped recipe (through $SPOTRAIN_SKY_PYTHON; that part skips without it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spotrain.launcher.compiler import (EXIT_MARK, REDACTED, CompileError, Source, cluster_name, compile_task, redacted,
+                                        resolve_values, to_yaml)
+from spotrain.recipes.loader import load_recipe
+from spotrain.recipes.runtime.events import EVENT_MARK
+
+from conftest import spotrain
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+SKY_PY = os.environ.get("SPOTRAIN_SKY_PYTHON", "")
+HAVE_SKY = bool(SKY_PY) and Path(SKY_PY).exists()
+SRC = Source(version="0.1.0", path="/src/spotrain", digest="abc123def4567890", constraints="constraints.txt")
+
+L4_SPOT = {"cloud": "aws", "region": "us-east-1", "zone": "use1-az1", "instance": "g6.xlarge", "accelerator": "L4", "count": 1.0,
+           "vcpus": 4.0, "memory_gb": 16.0, "spot": True, "hourly": 0.35, "on_demand_hourly": 0.80}
+A10_OD = {"cloud": "gcp", "region": "us-central1", "zone": "", "instance": "g2-standard-8", "accelerator": "L4", "count": 1.0,
+          "vcpus": 8.0, "memory_gb": 32.0, "spot": False, "hourly": 0.85, "on_demand_hourly": 0.85}
+SLURM = {"cloud": "slurm", "region": "skylocal", "zone": "", "instance": "2CPU--4GB", "accelerator": "", "count": 0.0,
+         "vcpus": 2.0, "memory_gb": 4.0, "spot": False, "hourly": 0.14, "on_demand_hourly": 0.14}
+
+
+def _recipe(overrides=()):
+    loaded = load_recipe(str(ROOT / "recipes" / "gpt2-small.yaml"), list(overrides))
+    return loaded.recipe, loaded.base_dir
+
+
+def _compile(offers, overrides=(), **kw):
+    r, d = _recipe(overrides)
+    return compile_task(r, "name: x\n", offers, recipe_dir=str(d), source=SRC, task_name="sp-x", run_id="job-7", **kw)
+
+
+def test_one_attempt_targets_exactly_the_chosen_offer():
+    c = _compile([L4_SPOT, A10_OD]).config
+    res = c["resources"]
+    assert res == {"infra": "aws/us-east-1/use1-az1", "use_spot": True, "instance_type": "g6.xlarge", "disk_size": 200,
+                   "accelerators": {"L4": 1}}
+    assert c["num_nodes"] == 1 and c["workdir"] == str(ROOT / "recipes")
+    assert c["file_mounts"] == {"~/.spotrain/src": "/src/spotrain"}
+    assert c["envs"]["SPOTRAIN_RUN_ID"] == "job-7"
+    # setup installs spotrain with its pins, once per source version; run mirrors events and exit code
+    assert "pip\" install -q -c ~/.spotrain/src/constraints.txt ~/.spotrain/src" in c["setup"]
+    assert "env}-0.1.0-abc123def456" in c["setup"] and "flock" in c["setup"] and ".spotrain-ready" in c["setup"]
+    assert "SPOTRAIN_EVENTS_STDOUT=1" in c["run"] and EXIT_MARK.strip() in c["run"]
+    assert "spotrain run .spotrain-recipe.yaml --workdir" in c["run"]
+
+
+def test_managed_job_pools_offers_as_any_of_or_ordered_with_one_recovery_policy():
+    c = _compile([L4_SPOT, A10_OD, L4_SPOT], mode="skypilot").config
+    any_of = c["resources"]["any_of"]
+    assert [r["infra"] for r in any_of] == ["aws/us-east-1/use1-az1", "gcp/us-central1"]  # duplicates folded
+    assert [r["use_spot"] for r in any_of] == [True, False]
+    assert c["resources"]["job_recovery"] == {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 0}
+    ordered = _compile([A10_OD, L4_SPOT], mode="skypilot", ordered=True).config["resources"]
+    assert [r["infra"] for r in ordered["ordered"]] == ["gcp/us-central1", "aws/us-east-1/use1-az1"]
+
+
+def test_slurm_offers_are_carved_by_cpus_and_memory():
+    c = _compile([SLURM]).config
+    assert c["resources"] == {"infra": "slurm/skylocal", "use_spot": False, "cpus": "2", "memory": "4"}
+
+
+def test_multi_node_wires_skypilot_rank_ips_and_gpus_into_accelerate():
+    c = _compile([L4_SPOT], ["resources.num_nodes=4"]).config
+    assert c["num_nodes"] == 4
+    run = c["run"]
+    for needle in ("SKYPILOT_NODE_IPS", "--machine_rank \"$SKYPILOT_NODE_RANK\"", "SKYPILOT_NUM_GPUS_PER_NODE",
+                   "--num_machines \"$SKYPILOT_NUM_NODES\"", "accelerate.commands.launch", "--main_process_ip \"$MASTER\""):
+        assert needle in run, needle
+    single = _compile([L4_SPOT]).config["run"]
+    assert "accelerate.commands.launch" not in single and "--nproc" in single
+
+
+def test_secrets_are_passed_but_never_shown():
+    c = _compile([L4_SPOT], secrets={"HF_TOKEN": "hf_s3cr3t"}, env={"WANDB_MODE": "offline"}).config
+    assert c["secrets"] == {"HF_TOKEN": "hf_s3cr3t"} and c["envs"]["WANDB_MODE"] == "offline"
+    shown = to_yaml(redacted(c))
+    assert "hf_s3cr3t" not in shown and f"HF_TOKEN: {REDACTED}" in shown
+    assert c["secrets"]["HF_TOKEN"] == "hf_s3cr3t"  # redaction copies
+
+
+def test_null_values_come_from_the_launching_shell():
+    assert resolve_values({"A": None, "B": "x"}, {"A": "from-shell"}, "env") == {"A": "from-shell", "B": "x"}
+    with pytest.raises(CompileError, match="MISSING.*not set here"):
+        resolve_values({"MISSING": None}, {}, "secrets")
+
+
+def test_checkpoints_off_the_bucket_warn_and_bad_offers_fail():
+    assert any("not a bucket" in w for w in _compile([L4_SPOT]).warnings)
+    assert _compile([L4_SPOT], ["storage.checkpoints=s3://b/p"]).warnings == []
+    assert _compile([SLURM], ["storage.checkpoints=/shared/ckpt"]).warnings == []  # a Slurm cluster's shared disk
+    with pytest.raises(CompileError, match="cannot launch on cloud 'onprem'"):
+        _compile([{**L4_SPOT, "cloud": "onprem"}])
+    with pytest.raises(CompileError, match="no offers"):
+        _compile([])
+
+
+def test_cluster_names_are_valid_for_every_cloud():
+    assert cluster_name("GPT2_small.v1", 12, 3) == "sp-gpt2-small-v1-12-a3"
+    assert cluster_name("7b", None) == "sp-j7b"
+
+
+def test_recipe_env_and_secret_names_are_checked(write_recipe):
+    from conftest import tiny_recipe
+
+    p = write_recipe({**tiny_recipe(), "env": {"1BAD": "x"}})
+    res = spotrain("recipe", "validate", str(p))
+    assert res.returncode == 2 and "1BAD" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_event_mirror_is_what_the_backend_parses(tmp_path, monkeypatch, capsys):
+    from spotrain.launcher.backends.skypilot import parse_log
+    from spotrain.recipes.runtime.events import EventLog
+
+    monkeypatch.setenv("SPOTRAIN_EVENTS_STDOUT", "1")
+    log = EventLog(tmp_path / "events.jsonl", clock=lambda: 5.0)
+    log.emit("step", step=3, loss=1.5)
+    log.close()
+    out = capsys.readouterr().out
+    assert out.startswith(EVENT_MARK)
+    prefixed = "".join(f"(task, pid=1) {line}\n" for line in out.splitlines()) + f"(task, pid=1) {EXIT_MARK}143\n"
+    events, code = parse_log(prefixed + "(task, pid=1) SPOTRAIN_EVENT {\"cut\n")
+    assert [json.loads(e) for e in events] == [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert code == 143
+
+
+# ---------------------------------------------------------------------------- the CLI
+def _dry_run(recipe: Path, *extra: str, env: dict | None = None):
+    return spotrain("launch", str(recipe), "--backend", "sky", "--dry-run", "--no-live", *extra, env=env)
+
+
+def test_dry_run_prints_yaml_with_secrets_redacted_and_launches_nothing():
+    res = _dry_run(ROOT / "recipes" / "tiny-gpt.yaml", "secrets={HF_TOKEN: tok_very_secret}", "env={MODE: fast}")
+    assert res.returncode == 0, res.stderr
+    assert "tok_very_secret" not in res.stdout + res.stderr
+    cfg = yaml.safe_load(res.stdout)
+    assert cfg["secrets"] == {"HF_TOKEN": REDACTED} and cfg["envs"]["MODE"] == "fast"
+    assert "spotrain run" in cfg["run"]
+    st = spotrain("status", "--json")
+    assert st.returncode == 0 and json.loads(st.stdout or "[]") == []  # no job was created
+
+
+def test_dry_run_needs_the_sky_backend_and_sky_rejects_injected_preemptions():
+    res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--dry-run", "--no-live")
+    assert res.returncode == 2 and "--backend sky" in res.stderr and "Traceback" not in res.stderr
+    res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--backend", "sky", "--preempt-every", "30s", "--no-live", "-y")
+    assert res.returncode == 2 and "local backend only" in res.stderr
+
+
+def test_a_secret_missing_from_the_shell_is_a_one_line_error():
+    env = {k: v for k, v in os.environ.items() if k != "NOT_SET_ANYWHERE"}
+    res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--backend", "sky", "--no-live", "-y",
+                   "secrets={NOT_SET_ANYWHERE: null}", env=env)
+    errors = [l for l in res.stderr.splitlines() if not l.startswith("warning:")]
+    assert res.returncode == 2 and len(errors) == 1 and "NOT_SET_ANYWHERE" in errors[0], res.stderr
+
+
+@pytest.mark.skipif(not HAVE_SKY, reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv)")
+@pytest.mark.parametrize("mode", ["spotrain", "skypilot"])
+def test_every_shipped_recipe_loads_in_skypilot(mode):
+    """The real `sky.Task.from_yaml_config` accepts every shipped recipe's task (both controller modes)."""
+    configs = []
+    for recipe in RECIPES:
+        res = _dry_run(recipe, f"recovery.controller={mode}", "secrets={TOKEN: abc}")
+        assert res.returncode == 0, (recipe.name, res.stderr)
+        configs.append(yaml.safe_load(res.stdout))
+    script = ("import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n"
+              "    t = sky.Task.from_yaml_config(c)\n"
+              "    out.append({'name': t.name, 'nodes': t.num_nodes, 'spot': sorted({r.use_spot for r in t.resources}),\n"
+              "                'n': len(t.resources), 'run': t.run, 'secrets': sorted(t.secrets)})\n"
+              "print('OUT:' + json.dumps(out))\n")
+    env = {**os.environ, "SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1"}
+    res = subprocess.run([SKY_PY, "-c", script], input=json.dumps(configs), capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads([l for l in res.stdout.splitlines() if l.startswith("OUT:")][-1][4:])
+    assert len(got) == len(RECIPES)
+    for cfg, g in zip(configs, got):
+        assert g["name"] == cfg["name"] and g["nodes"] == cfg["num_nodes"] and g["run"] == cfg["run"]
+        assert g["secrets"] == ["TOKEN"]
+        if mode == "skypilot":
+            assert g["n"] == len(cfg["resources"].get("any_of", [None]))
+        else:
+            assert g["n"] == 1 and g["spot"] == [cfg["resources"]["use_spot"]]

@@ -101,6 +101,7 @@ class Controller:
             self.opts = job.options
             self.grace = float(self.opts.get("grace", 120))
             self.injector = Injector.from_options({**self.opts, "nodes": self.recipe.resources.num_nodes}, job.created)
+            self.backend.on_wait = lambda: self.store.heartbeat(self.job_id, self.pid, self.clock())
             self.live = LivePolicy.for_job(self.recipe, job, self.backend.emulated, self.tick) if self.recipe.recovery.policy else None
             while True:
                 now = self.clock()
@@ -119,6 +120,7 @@ class Controller:
                     return JobStatus(job.status)
                 self.sleep(self.tick)
         finally:
+            self.backend.close()  # e.g. stops a SkyPilot API server this controller started
             self.store.release_controller(self.job_id, self.pid)
             if lock is not None:
                 lock.close()

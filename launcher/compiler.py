@@ -63,14 +63,15 @@ class Compiled:
     warnings: list[str] = field(default_factory=list)
 
 
-def cluster_name(job_name: str, job_id: int | None, attempt: int | None = None) -> str:
-    """A SkyPilot cluster name: lowercase letters, digits and dashes, starting with a letter."""
+def cluster_name(job_name: str, job_id: int | None, attempt: int | None = None, token: str = "") -> str:
+    """A SkyPilot cluster name: lowercase letters, digits and dashes, starting with a letter.
+    ``token`` tells apart jobs with the same id from different spotrain homes on one SkyPilot."""
     base = "".join(c if c.isalnum() else "-" for c in job_name.lower()).strip("-") or "job"
     if not base[0].isalpha():
         base = "j" + base
     parts = ["sp", base[:24].rstrip("-")]
     if job_id is not None:
-        parts.append(str(job_id))
+        parts.append(f"{job_id}{token}")
     if attempt is not None:
         parts.append(f"a{attempt}")
     return "-".join(parts)

@@ -110,6 +110,7 @@ def test_checkpoints_off_the_bucket_warn_and_bad_offers_fail():
 def test_cluster_names_are_valid_for_every_cloud():
     assert cluster_name("GPT2_small.v1", 12, 3) == "sp-gpt2-small-v1-12-a3"
     assert cluster_name("7b", None) == "sp-j7b"
+    assert cluster_name("tiny", 1, 2, token="x9f3a") == "sp-tiny-1x9f3a-a2"
 
 
 def test_recipe_env_and_secret_names_are_checked(write_recipe):
@@ -141,14 +142,15 @@ def _dry_run(recipe: Path, *extra: str, env: dict | None = None):
     return spotrain("launch", str(recipe), "--backend", "sky", "--dry-run", "--no-live", *extra, env=env)
 
 
-def test_dry_run_prints_yaml_with_secrets_redacted_and_launches_nothing():
-    res = _dry_run(ROOT / "recipes" / "tiny-gpt.yaml", "secrets={HF_TOKEN: tok_very_secret}", "env={MODE: fast}")
+def test_dry_run_prints_yaml_with_secrets_redacted_and_launches_nothing(tmp_path):
+    env = {"SPOTRAIN_HOME": str(tmp_path / "home")}
+    res = _dry_run(ROOT / "recipes" / "tiny-gpt.yaml", "secrets={HF_TOKEN: tok_very_secret}", "env={MODE: fast}", env=env)
     assert res.returncode == 0, res.stderr
     assert "tok_very_secret" not in res.stdout + res.stderr
     cfg = yaml.safe_load(res.stdout)
     assert cfg["secrets"] == {"HF_TOKEN": REDACTED} and cfg["envs"]["MODE"] == "fast"
     assert "spotrain run" in cfg["run"]
-    st = spotrain("status", "--json")
+    st = spotrain("status", "--json", env=env)
     assert st.returncode == 0 and json.loads(st.stdout or "[]") == []  # no job was created
 
 

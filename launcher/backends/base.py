@@ -42,6 +42,7 @@ class AttemptState:
 class Backend(abc.ABC):
     name: str = "?"
     emulated: bool = False  # billing emulates a cloud offer's price (shown as "emulated")
+    on_wait = None  # set by the controller: called during long backend calls (keeps its lease)
 
     @abc.abstractmethod
     def provision(self, *, job_id: int, attempt: int, offer: dict, recipe_path: Path, workdir: Path, env: dict) -> dict: ...

@@ -117,6 +117,12 @@ def op_launch_result(req: dict) -> dict:
     return dict(_results[rid])
 
 
+def op_api_cancel(req: dict) -> dict:
+    _ensure_server()
+    _quiet(sky.get, sky.api_cancel(req["request_id"]))
+    return {}
+
+
 def op_validate(req: dict) -> dict:
     task = sky.Task.from_yaml_config(req["config"])
     return {"config": task.to_yaml_config(use_user_specified_yaml=True)}

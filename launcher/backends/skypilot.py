@@ -12,9 +12,11 @@ reads a SkyPilot attempt exactly like a local one.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib.util
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -30,7 +32,8 @@ from .base import AttemptState, Backend, ProvisionError
 
 SKY_ENV = {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "AWS_EC2_METADATA_DISABLED": "true"}
 POLL_SECONDS = float(os.environ.get("SPOTRAIN_SKY_POLL", "5"))
-SETUP_FAILED, DRIVER_LOST = 2, None
+SETUP_FAILED = 2
+_MANAGED_DONE = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED", None}
 
 
 class SkyError(SpotrainError):
@@ -67,27 +70,46 @@ def sky_python() -> str:
 class Bridge:
     """Client of ``sky_bridge.py``: JSON lines over a pipe to a SkyPilot process."""
 
-    def __init__(self, python: str | None = None, timeout: float = 600.0):
+    def __init__(self, python: str | None = None, timeout: float = 600.0, on_wait=None):
         self.timeout = timeout
+        self.on_wait = on_wait  # called every few seconds while a call is in flight (the controller heartbeats)
         self._lock = threading.Lock()
+        self._lines: queue.Queue = queue.Queue()
         self._proc = subprocess.Popen([python or sky_python(), str(Path(__file__).with_name("sky_bridge.py"))],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if os.environ.get("SPOTRAIN_DEBUG") else subprocess.DEVNULL,
                                       text=True, env={**os.environ, **SKY_ENV}, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
         atexit.register(self.close)
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            if line.startswith("BRIDGE:"):
+                self._lines.put(line)
+        self._lines.put(None)  # EOF
 
     def call(self, op: str, **kw) -> dict:
         with self._lock:
             if self._proc.poll() is not None:
                 raise SkyError("error", f"the SkyPilot bridge exited (code {self._proc.returncode}) — rerun with SPOTRAIN_DEBUG=1 to see why")
-            self._proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
-            self._proc.stdin.flush()
+            try:
+                self._proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                raise SkyError("error", f"the SkyPilot bridge is gone ({op}) — rerun with SPOTRAIN_DEBUG=1 to see why") from None
+            deadline = time.monotonic() + self.timeout
             while True:
-                line = self._proc.stdout.readline()
-                if not line:
-                    raise SkyError("error", f"the SkyPilot bridge died during {op} — rerun with SPOTRAIN_DEBUG=1 to see why")
-                if line.startswith("BRIDGE:"):
-                    reply = json.loads(line[len("BRIDGE:"):])
+                try:
+                    line = self._lines.get(timeout=2.0)
                     break
+                except queue.Empty:
+                    if self.on_wait is not None:
+                        self.on_wait()
+                    if time.monotonic() > deadline:
+                        self._proc.kill()  # a reply that never comes: the next call starts over
+                        raise SkyError("error", f"SkyPilot did not answer {op} within {self.timeout:.0f}s") from None
+            if line is None:
+                raise SkyError("error", f"the SkyPilot bridge died during {op} — rerun with SPOTRAIN_DEBUG=1 to see why")
+            reply = json.loads(line[len("BRIDGE:"):])
         if not reply.pop("ok"):
             raise SkyError(reply.get("kind", "error"), reply.get("error", "unknown error"))
         return reply
@@ -135,8 +157,8 @@ class SkyBackend(Backend):
 
     @property
     def bridge(self) -> Bridge:
-        if self._bridge is None:
-            self._bridge = Bridge()
+        if self._bridge is None or self._bridge._proc.poll() is not None:
+            self._bridge = Bridge(on_wait=self.on_wait)
         return self._bridge
 
     # ------------------------------------------------------------------ provisioning
@@ -150,7 +172,8 @@ class SkyBackend(Backend):
 
         recipe = Recipe.model_validate(yaml.safe_load(recipe_text))
         managed = "choices" in offer  # controller: skypilot — one managed job over the planner's top offers
-        cluster = cluster_name(recipe.name, job_id, None if managed else attempt)
+        token = hashlib.sha256(str(job_dir.resolve()).encode()).hexdigest()[:4]
+        cluster = cluster_name(recipe.name, job_id, None if managed else attempt, token=f"x{token}")
         compiled = compile_task(recipe, recipe_text, offer["choices"] if managed else [offer], recipe_dir=spec["recipe_dir"],
                                 source=Source(**spec["source"]), task_name=cluster, run_id=f"job-{job_id}",
                                 env={**spec.get("env", {}), **env}, secrets=secrets, mode="skypilot" if managed else "spotrain")
@@ -186,9 +209,14 @@ class SkyBackend(Backend):
         except SkyError:
             return AttemptState(True, recoveries=handle.get("recoveries", 0))  # transient: ask again next tick
         status = q.get("status")
-        handle["recoveries"] = int(q.get("recovery_count") or 0)
-        if q.get("last_recovered_at"):
-            handle["recovered_at"] = q["last_recovered_at"]
+        # SkyPilot stamps last_recovered_at when the task (re)starts: equal to start_at on the first
+        # run, later after each recovery. Its recovery_count stayed 0 after real recoveries (0.14.1,
+        # consolidation mode), so each new stamp after the start counts, and recovery_count backs it up.
+        stamp, start = q.get("last_recovered_at"), q.get("start_at")
+        if stamp and start and stamp > start + 1 and stamp != handle.get("recovered_at"):
+            handle["seen_recoveries"] = int(handle.get("seen_recoveries", 0)) + 1
+            handle["recovered_at"] = stamp
+        handle["recoveries"] = max(int(q.get("recovery_count") or 0), int(handle.get("seen_recoveries", 0)))
         running = status in (None, "PENDING", "SUBMITTED", "STARTING", "RUNNING", "RECOVERING", "CANCELLING")
         if running:
             return AttemptState(True, recoveries=handle["recoveries"])
@@ -219,6 +247,8 @@ class SkyBackend(Backend):
                                     error_kind=res.get("kind", "error"))
             handle["job_id"] = res["job_id"]
             handle["launched"] = self.clock()
+            if handle.get("managed"):
+                return self._managed_state(handle)
         try:
             status = self.bridge.call("job", cluster=handle["cluster"], job_id=handle["job_id"])["status"]
         except SkyError:
@@ -265,6 +295,8 @@ class SkyBackend(Backend):
                 text = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"])["text"]
         except SkyError:
             return  # the cluster is gone: keep what we have
+        if "already in terminal state" in text and EVENT_MARK not in text:
+            return  # SkyPilot no longer serves a finished managed job's log: keep what we synced
         events, code = parse_log(text)
         d = Path(handle["dir"])
         if len(text) >= _size(Path(handle["log"])):
@@ -305,13 +337,20 @@ class SkyBackend(Backend):
             return
         if handle.get("managed"):  # SkyPilot tears its clusters down itself; import its bill
             if handle.get("job_id") is None:
+                self._forget_launch(handle)
                 return
             try:
+                q = self.bridge.call("jobs_queue", job_id=handle["job_id"])
+                if q.get("status") not in _MANAGED_DONE:  # we stop following it: it must not run (and bill) on
+                    self.bridge.call("jobs_cancel", job_id=handle["job_id"])
+                    return  # released once SkyPilot reports it ended
                 cost = self.bridge.call("jobs_cost", name=handle["cluster"], job_id=handle["job_id"])
             except SkyError:
                 return
             handle.update(released=self.clock(), sky_cost=cost.get("cost"), sky_seconds=cost.get("duration"))
             return
+        if handle.get("job_id") is None:
+            self._forget_launch(handle)
         try:
             self.bridge.call("down", cluster=handle["cluster"], purge=True)
         except SkyError:
@@ -321,6 +360,13 @@ class SkyBackend(Backend):
             cost = self.bridge.call("cost", cluster=handle["cluster"])
             handle["sky_cost"] = cost.get("cost")
             handle["sky_seconds"] = cost.get("duration")
+        except SkyError:
+            pass
+
+    def _forget_launch(self, handle: dict) -> None:
+        """Stop a launch that has not produced a job yet (so it cannot come up later unwatched)."""
+        try:
+            self.bridge.call("api_cancel", request_id=handle["request_id"])
         except SkyError:
             pass
 

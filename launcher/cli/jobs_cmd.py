@@ -75,7 +75,8 @@ def cost_report(store, job_id: int) -> dict:
         rows.append({"attempt": a.number, "cloud": a.cloud, "region": a.region, "instance": a.instance, "spot": bool(a.spot),
                      "price_per_hour": a.price, "seconds": end - a.start, "billed_seconds": a.billed_until - a.start,
                      "cost": a.cost, "on_demand_cost": a.on_demand_price * (a.billed_until - a.start) / 3600,
-                     "end_reason": a.end_reason, "emulated": bool(a.emulated), "steps": [a.first_step, a.last_step]})
+                     "end_reason": a.end_reason, "emulated": bool(a.emulated), "steps": [a.first_step, a.last_step],
+                     "sky_cost": (a.handle or {}).get("sky_cost")})
     total = store.spend(job_id)
     od = math.fsum(r["on_demand_cost"] for r in rows)
     return {"job": job_id, "attempts": rows, "total": total, "on_demand_equivalent": od,
@@ -91,6 +92,9 @@ def print_cost(store, job_id: int) -> None:
     tag = " (emulated)" if rep["emulated"] else ""
     click.echo(f"total {render.money(rep['total'])}{tag} over {len(rows)} attempt(s); on-demand equivalent "
                f"{render.money(rep['on_demand_equivalent'])}; savings {rep['savings']:.0%}")
+    sky = [r["sky_cost"] for r in rep["attempts"] if r.get("sky_cost") is not None]
+    if sky:
+        click.echo(f"SkyPilot's own bill (sky cost-report) for these clusters: {render.money(math.fsum(sky))}")
 
 
 @click.command()

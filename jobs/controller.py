@@ -206,9 +206,11 @@ class Controller:
         self.store.end_attempt(attempt.id, EndReason.LOST, None, self.clock())
         what = f"{o['cloud']}/{o['region']}/{o['instance']}"
         self.store.event(self.job_id, "provision_failed", f"{what}: {st.provision_error}", now, attempt=attempt.id)
-        if st.error_kind in ("no_cloud", "rejected", "unreachable"):  # no other offer fares better
-            return self._end(JobStatus.FAILED_NO_RESOURCE if st.error_kind == "no_cloud" else JobStatus.FAILED_SETUP, self.clock(),
-                             st.provision_error)
+        if st.error_kind in ("rejected", "unreachable"):  # no other offer fares better
+            return self._end(JobStatus.FAILED_SETUP, self.clock(), st.provision_error)
+        self.store.transition(self.job_id, JobStatus.RECOVERING, self.clock(), f"{what} could not be provisioned")
+        if st.error_kind == "no_cloud":
+            return self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), st.provision_error)
         # the offers that failed since the last attempt that ran
         failed = []
         for a in reversed(self.store.attempts(self.job_id)):

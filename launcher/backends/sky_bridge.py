@@ -218,7 +218,7 @@ def _record(r) -> dict:
 
 def op_jobs_queue(req: dict) -> dict:
     _ensure_server()
-    got = _quiet(sky.get, sky.jobs.queue(refresh=False, skip_finished=False, job_ids=[int(req["job_id"])]))
+    got = _quiet(sky.get, sky.jobs.queue_v2(refresh=False, skip_finished=False, job_ids=[int(req["job_id"])], fields=None))
     rows = got[0] if isinstance(got, tuple) else got
     rows = [_record(r) for r in rows]
     rows = [r for r in rows if int(r.get("job_id", -1)) == int(req["job_id"])]

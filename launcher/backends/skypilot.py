@@ -212,7 +212,10 @@ class SkyBackend(Backend):
         # SkyPilot stamps last_recovered_at when the task (re)starts: equal to start_at on the first
         # run, later after each recovery. Its recovery_count stayed 0 after real recoveries (0.14.1,
         # consolidation mode), so each new stamp after the start counts, and recovery_count backs it up.
-        stamp, start = q.get("last_recovered_at"), q.get("start_at")
+        stamp = q.get("last_recovered_at")
+        if stamp and stamp > 0 and not handle.get("first_stamp"):
+            handle["first_stamp"] = stamp
+        start = q.get("start_at") or handle.get("first_stamp")  # start_at may be unset while the job runs
         if stamp and start and stamp > start + 1 and stamp != handle.get("recovered_at"):
             handle["seen_recoveries"] = int(handle.get("seen_recoveries", 0)) + 1
             handle["recovered_at"] = stamp

@@ -200,22 +200,73 @@ def test_uniform_progress_runs_on_demand_when_behind_pace():
 
 
 # ------------------------------------------------------------------------------- spotrain's table
+UP_, DOWN_ = 0, 1  # market states of a one-bucket (two-state Markov) table
+
+
 def test_mdp_table_decisions_at_the_extremes():
     lam, mu = mdp.quantise_rate(1 / 4), mdp.quantise_rate(1 / 0.25)  # 4 h lifetimes, 15 min outages
-    act = mdp.table(lam, mu, 0.1, 0.0, 0.1, 200, 100, 3.06, 0.97)
-    assert act[150, 1, mdp.IDLE, 0] == mdp.OD_A  # slack for one restart only, spot down: on-demand
-    assert act[150, 1, mdp.IDLE, 1] == mdp.OD_A  # not for a spot restart either: a preemption would be fatal
-    assert act[150, 0, mdp.OD, 1] == mdp.OD_A
-    assert act[150, 90, mdp.IDLE, 0] == mdp.WAIT_A  # lots of slack, short outages: wait
-    assert act[150, 90, mdp.IDLE, 1] == mdp.SPOT_A
-    assert act[150, 90, mdp.OD, 1] == mdp.SPOT_A  # long lifetimes pay for leaving on-demand
+    act = mdp.table((lam,), (mu,), (0,), 0.1, 0.0, 0.1, 200, 100, 3.06, 0.97)
+    assert act[150, 1, mdp.IDLE, DOWN_] == mdp.OD_A  # slack for one restart only, spot down: on-demand
+    assert act[150, 1, mdp.IDLE, UP_] == mdp.OD_A  # not for a spot restart either: a preemption would be fatal
+    assert act[150, 0, mdp.OD, UP_] == mdp.OD_A
+    assert act[150, 90, mdp.IDLE, DOWN_] == mdp.WAIT_A  # lots of slack, short outages: wait
+    assert act[150, 90, mdp.IDLE, UP_] == mdp.SPOT_A
+    assert act[150, 90, mdp.OD, UP_] == mdp.SPOT_A  # long lifetimes pay for leaving on-demand
     # rare, short spot windows: stay on on-demand
-    act2 = mdp.table(mdp.quantise_rate(1 / 0.1), mdp.quantise_rate(1 / 5), 0.4, 0.0, 0.1, 200, 100, 3.06, 0.97)
-    assert act2[150, 90, mdp.OD, 1] == mdp.OD_A
+    act2 = mdp.table((mdp.quantise_rate(1 / 0.1),), (mdp.quantise_rate(1 / 5),), (0,), 0.4, 0.0, 0.1, 200, 100, 3.06, 0.97)
+    assert act2[150, 90, mdp.OD, UP_] == mdp.OD_A
+
+
+def _heavy_tailed_spells(seed: int = 0):
+    """Most spot windows last minutes, a few last many hours; outages around half an hour."""
+    rng = np.random.default_rng(seed)
+    up = np.concatenate([rng.exponential(0.1, 300), rng.exponential(10.0, 40)])
+    rng.shuffle(up)
+    return up, rng.exponential(0.5, up.size)
+
+
+def test_semi_markov_table_waits_for_a_spot_window_to_prove_itself():
+    """With heavy-tailed lifetimes and a 0.4 h restart, on-demand is left for spot only once the
+    spot window has lasted a while — a fresh one is likely a blip that would cost two restarts —
+    while the two-state chain fitted to the same spells answers the same at every age."""
+    up, down = _heavy_tailed_spells()
+    T, delta = 400, 0.13
+    edges = mdp.age_edges(T)
+    assert edges[:5] == (0, 1, 2, 4, 8) and mdp.bucket(0.5, edges) == 0 and mdp.bucket(5, edges) == 3
+    uq, dq = mdp.hazards(up, edges, delta), mdp.hazards(down, edges, delta)
+    assert uq[0] > uq[-1] + 5  # the hazard of a young window is far higher than an old one's
+    act = mdp.table(uq, dq, edges, 0.4, 0.0, delta, T, 32, 3.06, 0.97)
+    on_od = act[300, 20, mdp.OD, :len(edges)]  # 39 h left, 2.6 h slack, spot up, by age bucket
+    assert on_od[0] == mdp.OD_A and on_od[-1] == mdp.SPOT_A
+    assert list(on_od) == sorted(on_od, key=[mdp.OD_A, mdp.SPOT_A].index)  # one switch-over age
+    markov = mdp.table((mdp.quantise_rate(up.size / up.sum()),), (mdp.quantise_rate(down.size / down.sum()),), (0,), 0.4, 0.0,
+                       delta, T, 32, 3.06, 0.97)
+    assert markov[300, 20, mdp.OD, UP_] in (mdp.OD_A, mdp.SPOT_A)
+
+
+def test_spotrain_moves_off_on_demand_only_once_the_spot_window_is_old():
+    from spotrain.jobs.policies.base import JobView, MarketHistory, Placement, SpellStats, ZoneView
+
+    up, down = _heavy_tailed_spells(1)
+    stats = SpellStats(tuple(up * 3600), tuple(down * 3600))
+    pol = make("spotrain")
+    pol.warm(MarketHistory((stats,), stats))
+    step = 300.0
+    zones = [ZoneView("z", True, 0.97, 3.06)]
+    at = Placement(ON_DEMAND, 0, running_s=3600)
+    hours = 0.0
+    first_spot = None
+    while hours < 4 and first_spot is None:  # spot stays up: the policy is asked every 5 minutes
+        job = JobView(48 * 3600, 36 * 3600, 10 * 3600, 40 * 3600 - hours * 3600, 0.4 * 3600, step)
+        d = pol.decide(job, at, zones)
+        if d.kind == SPOT:
+            first_spot = hours
+        hours += step / 3600
+    assert first_spot is not None and first_spot >= 0.25  # not on the first sight of spot, but within hours
 
 
 def test_spotrain_learns_from_history():
-    from spotrain.jobs.policies.base import MarketHistory, SpellStats
+    from spotrain.jobs.policies.base import JobView, MarketHistory, Placement, SpellStats, ZoneView
 
     p = make("spotrain")
     p.warm(MarketHistory((SpellStats((7200.0,) * 10, (600.0,) * 10),), SpellStats((7200.0,) * 10, (600.0,) * 10)))

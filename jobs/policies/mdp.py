@@ -1,13 +1,20 @@
 """A small Markov decision process for one job against one spot market, solved by backward
 induction; the ``spotrain`` policy reads its decisions from the table.
 
-Model: spot availability is a two-state Markov chain (up → down at rate λ, down → up at rate
-μ, per hour). The state is (time left τ, slack s = τ − remaining work, mode, spot up now), on a
-grid of ``delta`` hours. Modes: idle, on-demand running, spot running. Each step a mode can
-continue, stop (idle), or start another mode; a start spends the restart overhead (slack and
-money, and for spot the risk of losing it before it runs). A preemption ends a spot run and
-costs ``loss`` hours of work (the expected work since the last checkpoint). Finishing costs
-nothing more; running out of slack is priced prohibitively — in production the safety net
+Market: spot availability is a semi-Markov process. Its state is (spot up or down, age of the
+current spell, in buckets that double in length); each spell ends each step with the hazard of
+its age bucket, estimated from the spells observed so far (``hazards``). Spot lifetimes and
+outages are heavy-tailed — a spot that has just come back often vanishes within minutes, one
+that has run for hours tends to run on — and with costly restarts that is what separates a
+window worth moving to from one that is not; a memoryless two-state chain cannot tell them
+apart (it is the special case of one bucket a side).
+
+Job: the state is (time left τ, slack s = τ − remaining work, mode, market state), on a grid of
+``delta`` hours. Modes: idle, on-demand running, spot running. Each step a mode can continue,
+stop (idle), or start another mode; a start spends the restart overhead (slack and money, and
+for spot the risk of losing it before it runs). A preemption ends a spot run and costs ``loss``
+hours of work (the expected work since the last checkpoint). Finishing costs nothing more;
+running out of slack is priced prohibitively — in production the safety net
 (``Policy.must_commit``) guarantees the deadline anyway.
 
 The value depends on (τ, s) only, not on when the job started, so one table serves a whole job
@@ -31,74 +38,125 @@ def quantise_rate(per_hour: float) -> int:
     return int(round(math.log(max(per_hour, 1e-4)) / RATE_STEP))
 
 
-@lru_cache(maxsize=512)
-def table(lam_q: int, mu_q: int, overhead_h: float, loss_h: float, delta: float, T: int, S: int, od_price: float,
-          spot_price: float) -> np.ndarray:
-    """Best action [τ index, s index, mode, up] as int8."""
-    lam, mu = math.exp(lam_q * RATE_STEP), math.exp(mu_q * RATE_STEP)
-    stay_up = math.exp(-lam * delta)  # P(up next step | up)
-    come_up = 1 - math.exp(-mu * delta)  # P(up next step | down)
-    kap = overhead_h / delta  # overhead in grid steps (may be fractional)
-    n = max(1, math.ceil(kap - 1e-9))  # a start occupies n whole steps
-    pi_up, decay = mu / (lam + mu), math.exp(-(lam + mu) * n * delta)
-    p_up_after = (pi_up + (1 - pi_up) * decay, pi_up - pi_up * decay)  # from up, from down
-    survive = math.exp(-lam * n * delta)  # spot stays up through its start
+def age_edges(T: int) -> tuple[int, ...]:
+    """Bucket start ages in grid steps: 0, 1, 2, 4, 8, ... below T (the last bucket is open)."""
+    edges, e = [0, 1], 2
+    while e < T:
+        edges.append(e)
+        e *= 2
+    return tuple(edges)
+
+
+def bucket(age_steps: float, edges: tuple[int, ...]) -> int:
+    k = 0
+    while k + 1 < len(edges) and age_steps >= edges[k + 1]:
+        k += 1
+    return k
+
+
+def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float = 1.0, prior_weight: float = 1.0) -> tuple[int, ...]:
+    """Quantised hazard rate (per hour, ``quantise_rate``) of each age bucket: spells that ended
+    in the bucket over the hours spells spent in it. Each bucket is pulled towards the rate of
+    the bucket before it by ``prior_weight`` spells' worth of pseudo-exposure (the first towards
+    a spell of ``prior_mean_h``), so ages never seen keep the tail of those that were."""
+    arr = np.asarray(lengths_h, dtype=float)
+    out = []
+    rate = 1.0 / prior_mean_h
+    for k, a_steps in enumerate(edges):
+        a = a_steps * delta
+        b = edges[k + 1] * delta if k + 1 < len(edges) else math.inf
+        exposure = float(np.clip(arr - a, 0.0, b - a).sum()) if arr.size else 0.0
+        ends = float(((arr >= a) & (arr < b)).sum()) if arr.size else 0.0
+        pseudo = prior_weight / rate  # hours of exposure at the prior rate that make prior_weight ends
+        rate = (ends + prior_weight) / (exposure + pseudo)
+        out.append(quantise_rate(rate))
+    return tuple(out)
+
+
+def _chain(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...], delta: float):
+    """One-step transition matrix over (up buckets..., down buckets...) and the up mask."""
+    ku, kd = len(up_q), len(down_q)
+    K = ku + kd
+    M = np.zeros((K, K))
+    for side, qs, base, other in ((True, up_q, 0, ku), (False, down_q, ku, 0)):
+        for k, q in enumerate(qs):
+            i = base + k
+            h = 1 - math.exp(-math.exp(q * RATE_STEP) * delta)
+            M[i, other] += h  # the spell ends: the other side's first bucket
+            width = (edges[k + 1] - edges[k]) if k + 1 < len(edges) else 0
+            adv = 1.0 / width if width else 0.0
+            M[i, i] += (1 - h) * (1 - adv)
+            if adv:
+                M[i, i + 1] += (1 - h) * adv
+    up = np.zeros(K, dtype=bool)
+    up[:ku] = True
+    return M, up
+
+
+@lru_cache(maxsize=256)
+def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...], overhead_h: float, loss_h: float, delta: float,
+          T: int, S: int, od_price: float, spot_price: float) -> np.ndarray:
+    """Best action [τ index, s index, mode, availability state] as int8. Availability states are
+    the up age buckets (``edges``, hazards ``up_q``) then the down ones (``down_q``); with one
+    bucket a side (``edges=(0,)``) the market is a plain two-state Markov chain."""
+    M, up = _chain(up_q, down_q, edges, delta)
+    K = len(up)
+    kap = overhead_h / delta
+    n = max(1, math.ceil(kap - 1e-9))
+    Mn = np.linalg.matrix_power(M, n)
+    Q = np.where(up[:, None] & up[None, :], M, 0.0)  # up to up in one step is always the same spell
+    Qn = np.linalg.matrix_power(Q, n)
+    Fn = Mn - Qn  # the spot died during its start: where the market is after n steps
+    M_up, M_down = np.where(up[None, :], M, 0.0), np.where(~up[None, :], M, 0.0)
     loss = loss_h / delta
-    P = int(math.ceil(max(kap, loss))) + 3  # left padding: s < 0 reads BIG
+    P = int(math.ceil(max(kap, loss))) + 3
     width = P + S + 1
-    V = np.full((T + 1, 3, 2, width), BIG)
-    V[0, :, :, P:] = 0.0  # τ = 0 with s ≥ 0: the work is done
-    act = np.zeros((T + 1, S + 1, 3, 2), dtype=np.int8)
+    V = np.full((T + 1, 3, K, width), BIG)
+    V[0, :, :, P:] = 0.0
+    act = np.zeros((T + 1, S + 1, 3, K), dtype=np.int8)
     s_idx = np.arange(S + 1)
     cod, cs = od_price * delta, spot_price * delta
     start_od_cost, start_spot_cost = od_price * n * delta, spot_price * n * delta
 
-    def at(layer: np.ndarray, m: int, u: int, shift: float) -> np.ndarray:
+    def at(mat: np.ndarray, shift: float) -> np.ndarray:
         lo = int(math.floor(shift))
         fr = shift - lo
-        a = layer[m, u, P - lo: P - lo + S + 1]
+        a = mat[:, P - lo: P - lo + S + 1]
         if fr <= 1e-12:
             return a
-        return (1 - fr) * a + fr * layer[m, u, P - lo - 1: P - lo + S]
+        return (1 - fr) * a + fr * mat[:, P - lo - 1: P - lo + S]
 
-    big = np.full(S + 1, BIG)
-    # the safety net, as the policy applies it: waiting needs a step plus a restart of slack,
-    # keeping spot a restart plus the work at risk, starting spot two restarts (there and back),
-    # starting on-demand one; anything else is not an option
-    can_wait = s_idx - 1 >= kap - 1e-9
-    can_keep_spot = s_idx - loss >= kap - 1e-9
-    can_start_spot = s_idx - kap >= kap - 1e-9
-    can_start_od = s_idx >= kap - 1e-9
+    big = np.full((K, S + 1), BIG)
+    down_rows = ~up[:, None]
+    can_wait = (s_idx - 1 >= kap - 1e-9)[None, :]
+    can_keep_spot = (s_idx - loss >= kap - 1e-9)[None, :]
+    can_start_spot = (s_idx - kap >= kap - 1e-9)[None, :]
+    can_start_od = (s_idx >= kap - 1e-9)[None, :]
     for t in range(1, T + 1):
-        done = s_idx >= t  # remaining work τ − s ≤ 0
+        done = s_idx >= t
         prev = V[t - 1]
-        far = V[t - n] if t >= n else None
-        for u in (0, 1):
-            pu = stay_up if u else come_up
-            wait = pu * at(prev, IDLE, 1, 1) + (1 - pu) * at(prev, IDLE, 0, 1)
-            run_od = cod + pu * at(prev, OD, 1, 0) + (1 - pu) * at(prev, OD, 0, 0)
-            if far is not None:
-                q = p_up_after[0 if u else 1]
-                start_od = start_od_cost + q * at(far, OD, 1, kap) + (1 - q) * at(far, OD, 0, kap)
-                start_spot = (start_spot_cost + survive * at(far, SPOT, 1, kap) + (1 - survive) * at(far, IDLE, 0, kap)) if u else big
-            else:
-                start_od = start_spot = big
-            run_spot = (cs + pu * at(prev, SPOT, 1, 0) + (1 - pu) * at(prev, IDLE, 0, loss)) if u else big
-            wait = np.where(can_wait, wait, BIG)
-            start_od = np.where(can_start_od, start_od, BIG)
-            start_spot = np.where(can_start_spot, start_spot, BIG)
-            run_spot = np.where(can_keep_spot, run_spot, BIG)
-            for m, (c0, c1, c2) in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),
-                                    (SPOT, (wait, start_od, run_spot) if u else (wait, start_od, start_spot))):
-                # argmin of three candidates (wait, on-demand, spot), ties to the earlier one
-                b1 = c1 < c0
-                v = np.where(b1, c1, c0)
-                b2 = c2 < v
-                v = np.minimum(np.where(b2, c2, v), BIG)
-                v[done] = 0.0
-                V[t, m, u, P:] = v
-                j = np.where(b2, SPOT_A, np.where(b1, OD_A, WAIT_A)).astype(np.int8)
-                j[done] = WAIT_A
-                act[t, :, m, u] = j
+        wait = np.where(can_wait, at(M @ prev[IDLE], 1), BIG)
+        run_od = cod + at(M @ prev[OD], 0)
+        if t >= n:
+            far = V[t - n]
+            start_od = np.where(can_start_od, start_od_cost + at(Mn @ far[OD], kap), BIG)
+            start_spot = start_spot_cost + at(Qn @ far[SPOT], kap) + at(Fn @ far[IDLE], kap)
+            start_spot = np.where(can_start_spot & ~down_rows, start_spot, BIG)
+        else:
+            start_od = start_spot = big
+        run_spot = cs + at(M_up @ prev[SPOT], 0) + at(M_down @ prev[IDLE], loss)
+        run_spot = np.where(can_keep_spot & ~down_rows, run_spot, BIG)
+        keep_spot = np.where(down_rows, start_spot, run_spot)
+        for m, (c0, c1, c2) in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),
+                                (SPOT, (wait, start_od, keep_spot))):
+            b1 = c1 < c0
+            v = np.where(b1, c1, c0)
+            b2 = c2 < v
+            v = np.minimum(np.where(b2, c2, v), BIG)
+            v[:, done] = 0.0
+            V[t, m, :, P:] = v
+            j = np.where(b2, SPOT_A, np.where(b1, OD_A, WAIT_A)).astype(np.int8)
+            j[:, done] = WAIT_A
+            act[t, :, m, :] = j.T
     act.setflags(write=False)
     return act

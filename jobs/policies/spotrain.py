@@ -4,10 +4,11 @@ Greedy spends the job's slack waiting early and then sits on on-demand to the en
 on-demand while spot is up; UP paces progress uniformly, buying on-demand early even when spot
 will be plentiful, and its hysteresis keeps it there. Both use fixed rules. ``spotrain``
 decides from the market it observes: it keeps online statistics of spot lifetimes and outages
-(per zone, and for "some zone has spot"), fits a two-state Markov model to them (with a weak
-prior), and acts on the optimal decision table of that model for the job's time left and slack
-(``mdp.table``): when to wait out an outage, when to run on-demand through it, when a spot
-comes back whether it is worth the restart from on-demand. Only the past is used.
+(per zone, and for "some zone has spot"), fits age-dependent hazards to them (a semi-Markov
+model with a weak prior), and acts on the optimal decision table of that model for the job's
+time left, slack and the age of the current spell (``mdp.table``): when to wait out an outage,
+when to run on-demand through it, when a spot comes back whether — and after how long up —
+it is worth the restart from on-demand. Only the past is used.
 
 On top of the table:
 - the safety net ``Policy.must_commit`` (counting the work at risk since the last checkpoint),
@@ -89,6 +90,7 @@ class Spotrain(Policy):
         self.zone_stats: list[Spells] = []
         self.any_stats = Spells()
         self.grid: tuple[float, int, int] | None = None
+        self._fit: tuple[int, tuple, tuple] | None = None  # spells seen at the last fit; up and down hazards
         self._table: tuple[tuple, object] | None = None
 
     def warm(self, history) -> None:
@@ -123,14 +125,19 @@ class Spotrain(Policy):
         if self.grid is None:  # fixed for the job: the deadline and the slack it starts with
             delta = max((job.elapsed_s + job.time_left_s) / 3600 / GRID_STEPS, job.step_s / 3600)
             self.grid = (delta, int(math.ceil(job.time_left_s / 3600 / delta)) + 1, int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1)
-        memo = (self.any_stats.version, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
+        delta, T, S = self.grid
+        edges = mdp.age_edges(T)
+        st = self.any_stats
+        n = len(st.done[True]) + len(st.done[False])
+        if self._fit is None or n >= self._fit[0] * 1.1 + 4:  # refit as the history grows by a tenth
+            self._fit = (n, mdp.hazards(np.asarray(st.done[True]) / 3600, edges, delta),
+                         mdp.hazards(np.asarray(st.done[False]) / 3600, edges, delta))
+        memo = (self._fit, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
         if self._table is not None and self._table[0] == memo:
             return self._table[1]
-        delta, T, S = self.grid
         loss_h = (job.checkpoint_interval_s or 0.0) / 2 / 3600
-        st = self.any_stats  # mean lifetime and outage (conditioning on the current age did not help)
-        act = mdp.table(mdp.quantise_rate(3600 / st.residual(True)), mdp.quantise_rate(3600 / st.residual(False)),
-                        round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S, round(od_price, 4), round(spot_price, 2))
+        act = mdp.table(self._fit[1], self._fit[2], edges, round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S,
+                        round(od_price, 4), round(spot_price, 2))
         self._table = (memo, act)
         return act
 
@@ -153,7 +160,9 @@ class Spotrain(Policy):
         ti = min(T, max(1, int(round(job.time_left_s / 3600 / delta))))
         si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))), ti - 1)  # work left: at least one grid step
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
-        a = act[ti, si, mode, 1 if zone is not None else 0]
+        edges = mdp.age_edges(T)  # the market state: up or down, and the age bucket of its current spell
+        k = mdp.bucket(self.any_stats.age / 3600 / delta, edges)
+        a = act[ti, si, mode, k if zone is not None else len(edges) + k]
         if a == mdp.SPOT_A and zone is not None:
             d = Decision(SPOT, zone)
         elif a == mdp.OD_A:

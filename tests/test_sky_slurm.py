@@ -30,13 +30,18 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not (TOOLS / "up.sh").exists() or not (SKY_PY and Path(SKY_PY).exists()),
                                  reason="needs ../shared/tools/skypilot-local and SPOTRAIN_SKY_PYTHON (SkyPilot venv)")]
 
+# the node is this machine: hand its pip the same local wheel house (its CPU torch) that this
+# shell's pip uses, or the node's env install downloads several GB of CUDA wheels from PyPI
+PIP_ENV = "".join(f", {k}: null" for k in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_CONFIG_FILE") if os.environ.get(k))
+if not os.environ.get("PIP_CONFIG_FILE") and (Path.home() / ".config" / "pip" / "pip.conf").exists():  # the node has another HOME
+    PIP_ENV += f", PIP_CONFIG_FILE: {Path.home() / '.config' / 'pip' / 'pip.conf'}"
 PRICE = 0.14  # SkyPilot's Slurm pricing in up.sh: $0.05/cpu-h + $0.01/GiB-h, for 2 CPUs and 4 GiB
 STEPS = 300  # long enough (tens of seconds) that the preemption lands mid-run; the model is tiny so each step is cheap
 OVERRIDES = ["resources.clouds=[slurm]", f"train.steps={STEPS}", "model.layers=2", "model.hidden=64", "model.heads=2",
              "model.context=64", "data.seq_len=64", "train.batch_size=8", "train.log_every=10", "train.eval_every=1000",
              "train.checkpoints={every_steps: 25, every_minutes: null, keep_last: 2}", "eval.max_batches=2", "eval.prompts=[]",
              "eval.error_analysis=0", f"storage.data_cache={P}/spotrain-data",
-             f"env={{AWS_ENDPOINT_URL: null, AWS_DEFAULT_REGION: null, SPOTRAIN_NODE_ENV: {P}/spotrain-env}}",
+             f"env={{AWS_ENDPOINT_URL: null, AWS_DEFAULT_REGION: null, SPOTRAIN_NODE_ENV: {P}/spotrain-env{PIP_ENV}}}",
              "secrets={AWS_ACCESS_KEY_ID: null, AWS_SECRET_ACCESS_KEY: null}"]
 
 

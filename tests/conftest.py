@@ -175,6 +175,7 @@ def fake_gcs(tmp_path_factory):
 _LANES = {"test_sky_slurm.py": "slurm", "test_jobs_e2e.py": "jobs", "test_quickstart.py": "jobs"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the group
 def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_LANES.get(item.path.name, "rest")))

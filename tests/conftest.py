@@ -168,14 +168,3 @@ def fake_gcs(tmp_path_factory):
     server.stop()
 
 
-
-# Parallel layout (pytest-xdist, `-n 3 --dist loadgroup` in pyproject): three lanes that each run
-# their tests one after another, so no two CPU-heavy tests of a lane overlap. The Slurm lane is
-# mostly waiting on SkyPilot and Slurm; the job lane mostly on controllers.
-_LANES = {"test_sky_slurm.py": "slurm", "test_jobs_e2e.py": "jobs", "test_quickstart.py": "jobs"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the mark into the group
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_LANES.get(item.path.name, "rest")))

@@ -83,10 +83,13 @@ def trace_market(root: Path | None, region: str, accelerator: str) -> Market | N
     return Market(f"traces {', '.join(f.name for f in group)}", scn)
 
 
-def model_history(m: Market, spells: int = 20) -> MarketHistory:
-    """What a policy would have learnt from watching the hazard model's market for a while."""
-    life = m.lifetime_h * 3600 if math.isfinite(m.lifetime_h) else 1e9
-    past = SpellStats((life,) * spells, (m.outage_h * 3600,) * spells)
+def model_history(m: Market, spells: int = 200) -> MarketHistory:
+    """What a policy would have learnt from watching the hazard model's market for a while: the
+    exponential spell lengths' quantiles (the same for every sample, so policies that fit age
+    hazards fit them once)."""
+    q = -np.log1p(-(np.arange(spells) + 0.5) / spells)  # quantiles of a unit-mean exponential
+    life = tuple(float(x) for x in q * m.lifetime_h * 3600) if math.isfinite(m.lifetime_h) else (1e9,) * spells
+    past = SpellStats(life, tuple(float(x) for x in q * m.outage_h * 3600))
     return MarketHistory((past,), past)
 
 
@@ -120,13 +123,17 @@ def forecast(work_h: float, overhead_h: float, spot_price: float, od_price: floa
     ck = None if checkpoint_h is None else max(1, int(round(checkpoint_h * 3600 / step_s)))
     rng = np.random.default_rng(seed)
     costs, hours, met = [], [], []
+    # every sample's policy starts from the market's statistics over the whole trace (what a
+    # policy watching this market would know), so they share one fit and one decision table
+    scn = market.scenario
+    whole = traces.history(scn, scn.ticks, hours=scn.ticks * scn.gap_s / 3600) if scn is not None else None
     for _ in range(samples):
         if market.scenario is not None:
             scn = market.scenario
             start = int(rng.integers(0, scn.ticks))
             up, _ = traces.resample(scn, start, step_s, steps)
             zones = scn.zones
-            history = traces.history(scn, start)
+            history = whole
         else:
             up = _markov(rng, steps, step_s / 3600, market.lifetime_h, market.outage_h)
             zones, history = ("z",), model_history(market)

@@ -129,7 +129,7 @@ class Spotrain(Policy):
         edges = mdp.age_edges(T)
         st = self.any_stats
         n = len(st.done[True]) + len(st.done[False])
-        if self._fit is None or n >= self._fit[0] * 1.1 + 4:  # refit as the history grows by a tenth
+        if self._fit is None or n >= self._fit[0] * 1.25 + 8:  # refit as the history grows by a quarter
             self._fit = (n, mdp.hazards(np.asarray(st.done[True]) / 3600, edges, delta),
                          mdp.hazards(np.asarray(st.done[False]) / 3600, edges, delta))
         memo = (self._fit, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)

@@ -24,7 +24,7 @@ from spotrain.recipes.runtime.train import checkpoint, rng
 from spotrain.recipes.schema.train import Train
 from spotrain.recipes.runtime.train import optim
 
-SHAPES = {"tiny-gpt": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=4096, n_positions=128),
+SHAPES = {"tiny-gpt": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=2048, n_positions=128),
           "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024)}
 
 

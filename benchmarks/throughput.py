@@ -1,6 +1,6 @@
 """Training throughput: `spotrain run` vs a plain Hugging Face `Trainer`.
 
-Same model (tiny-gpt: GPT-2, 4 layers, hidden 128, vocab 4096), same packed data (the blocks
+Same model (tiny-gpt: GPT-2, 4 layers, hidden 128, vocab 2048), same packed data (the blocks
 spotrain prepared), same batch size, fp32, same torch thread count, same run. Tokens/s are
 measured over the steady-state steps (after a warm-up), from each side's own step timestamps.
 
@@ -25,7 +25,7 @@ RECIPE = ROOT / "recipes" / "tiny-gpt.yaml"
 
 def run_spotrain(tmp: Path, steps: int, warmup: int, threads: int) -> float:
     work = tmp / f"spotrain-{time.time_ns()}"
-    res = spotrain("run", str(RECIPE), f"train.steps={steps}", "train.log_every=1", f"train.threads={threads}",
+    res = spotrain("run", str(RECIPE), f"train.steps={steps}", "train.batch_size=16", "train.log_every=1", f"train.threads={threads}",
                    "train.eval_every=null", "train.checkpoints.every_steps=null", "train.checkpoints.every_minutes=null",
                    "eval.splits=[]", "eval.prompts=[]", "eval.error_analysis=0", "--workdir", str(work))
     if res.returncode:

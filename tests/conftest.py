@@ -168,3 +168,13 @@ def fake_gcs(tmp_path_factory):
     server.stop()
 
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first (``slow(seconds)``, rough seconds on a busy 2-core machine): xdist's load
+    scheduling then starts them at once on different workers instead of leaving one to the end."""
+    def weight(item) -> float:
+        m = item.get_closest_marker("slow")
+        return 0.0 if m is None else float(m.args[0]) if m.args else 30.0
+
+    items.sort(key=weight, reverse=True)  # stable: the rest keep their order

@@ -88,6 +88,7 @@ def explain(req, ours, sky, table) -> str | None:
     return None
 
 
+@pytest.mark.slow(80)
 def test_agrees_with_skypilot_optimizer(sky_choices, table):
     agreed, explained, problems = 0, [], []
     assert len(sky_choices) == len(REQUESTS)

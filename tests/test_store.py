@@ -109,6 +109,7 @@ def run_recipe(tmp_path: Path, uri: str, steps: int = 40) -> Path:
     return p
 
 
+@pytest.mark.slow(65)
 @pytest.mark.parametrize("kind", ["s3", "gcs"])
 def test_sigkill_then_resume_on_a_fresh_machine_from_the_bucket(kind, request, tmp_path):
     uri, env = request.getfixturevalue(kind)

@@ -76,6 +76,7 @@ def reference(tmp_path_factory):
     return recipe, tmp / "run"
 
 
+@pytest.mark.slow(80)
 def test_sigkill_anywhere_resumes_bit_identical(reference, tmp_path):
     recipe, ref_dir = reference
     work = tmp_path / "run"

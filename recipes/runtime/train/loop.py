@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ from ..events import EventLog
 from . import checkpoint, optim, rng
 from .batches import BatchPlan, make_batch, mask_generator
 from .signals import StopFlag
+
+# SPOTRAIN_STEP_SLEEP=seconds pads every optimizer step with a sleep: the job tests use it to give
+# a tiny model the step time of a bigger one (preemptions land mid-run) without its CPU cost
+STEP_SLEEP_ENV = "SPOTRAIN_STEP_SLEEP"
 
 
 @dataclass
@@ -150,6 +155,7 @@ class Trainer:
         tokens_at_log = self.tokens_seen
         if stop.raised:  # the notice came during start-up: nothing new to save
             return Outcome("interrupted", self.step, 128 + stop.signum, self.tokens_seen, self.last_val, restored)
+        pad = float(os.environ.get(STEP_SLEEP_ENV) or 0.0)
         while self.step < t.steps:
             step_loss = torch.zeros((), device=acc.device)
             step_tokens = 0
@@ -172,6 +178,8 @@ class Trainer:
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad(set_to_none=True)
+            if pad > 0:
+                time.sleep(pad)
             self.step += 1
             self.tokens_seen += step_tokens * self.world
             if self.world > 1:

@@ -38,6 +38,16 @@ from .store import Store
 # seconds without heartbeat before another controller may adopt the job
 STALE_AFTER = float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))
 DEFAULT_SAVE_SECONDS = 10.0
+# after the save, the worker still has to exit (interpreter teardown; CUDA/NCCL on a GPU node),
+# and on a loaded machine that takes seconds: a stop that starts too late ends in a kill
+EXIT_SECONDS = 3.0
+
+
+def stop_reserve(prog: dict, tick: float, step_s: float | None = None) -> float:
+    """Seconds a graceful stop needs before a budget or deadline limit: finish the current step,
+    save, exit — plus ticks of slack; always more than the hard-kill window (2 ticks)."""
+    step = step_s if step_s is not None else prog.get("step_seconds", 1.0)
+    return prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + step + EXIT_SECONDS + 4 * tick
 
 
 def error_line(log: Path) -> str:
@@ -258,9 +268,7 @@ class Controller:
         elif attempt.spot and not requested and self.injector.due(now, attempt.start):
             self._begin_preempt(attempt, now, "spot capacity reclaimed (injected)")
             requested = "preempting"
-        # time a graceful stop needs: finish the current step, save, exit — plus ticks of slack; it
-        # always exceeds the hard-kill window (2 ticks), so the graceful stop comes first
-        margin = prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + prog.get("step_seconds", 1.0) + 4 * self.tick
+        margin = stop_reserve(prog, self.tick)  # exceeds the hard-kill window, so the graceful stop comes first
         if job.max_cost is not None:
             spend = self.store.spend(self.job_id)
             stopping = requested.startswith("stopping:")

@@ -64,7 +64,7 @@ class LivePolicy:
         return committed, newest, step_s, restart, last
 
     def view(self, job, attempts, attempt, now: float, spot_ok: bool) -> tuple[JobView, Placement, list[ZoneView]]:
-        from .controller import DEFAULT_SAVE_SECONDS
+        from .controller import stop_reserve
 
         committed, newest, step_s, restart, last = self._progress(attempts)
         if step_s is None:  # not measured yet: the plan's estimate for its best offer
@@ -78,7 +78,7 @@ class LivePolicy:
         ck = min(intervals) if intervals else None
         since = max(0, (running_step or committed) - last.get("saved", committed)) * step_s if attempt is not None else 0.0
         # the controller stops a job this long before its deadline to save a checkpoint
-        reserve = last.get("save_seconds", DEFAULT_SAVE_SECONDS) + step_s + 4 * self.tick
+        reserve = stop_reserve(last, self.tick, step_s)
         left = job.deadline - now - reserve if job.deadline is not None else math.inf
         jv = JobView(self.steps * step_s, max(self.steps - done, 0) * step_s, now - job.created, left, overhead, self.tick, ck, since)
         if attempt is None:

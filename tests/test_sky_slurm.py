@@ -26,7 +26,7 @@ TOOLS = ROOT.parent / "shared" / "tools" / "skypilot-local"
 SKY_PY = os.environ.get("SPOTRAIN_SKY_PYTHON", "")
 P = Path(os.environ.get("SKYLOCAL_DIR", "/tmp/skylocal"))
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("slurm"),  # one worker: one cluster, one API server
+pytestmark = [pytest.mark.integration, pytest.mark.slow(450), pytest.mark.xdist_group("slurm"),  # one worker: one cluster, one API server
               pytest.mark.skipif(not (TOOLS / "up.sh").exists() or not (SKY_PY and Path(SKY_PY).exists()),
                                  reason="needs ../shared/tools/skypilot-local and SPOTRAIN_SKY_PYTHON (SkyPilot venv)")]
 

@@ -126,23 +126,28 @@ def _venv(source: Source) -> str:
 
 
 def _setup(source: Source) -> str:
-    if source.path:
-        cons = f" -c {SRC_MOUNT}/{source.constraints}" if source.constraints else ""
-        install = f'"$V/bin/pip" install -q{cons} {SRC_MOUNT}'
-    else:
-        install = f'"$V/bin/pip" install -q "spotrain=={source.version}"'
+    cons = f" -c {SRC_MOUNT}/{source.constraints}" if source.path and source.constraints else ""
+    target = SRC_MOUNT if source.path else f'"spotrain=={source.version}"'
     return "\n".join([
         "set -euo pipefail",
         f'V="{_venv(source)}"',
         'mkdir -p "$(dirname "$V")"',
         'exec 9>"$V.lock" && flock 9  # attempts sharing the env install it once',
         'if [ -f "$V/.spotrain-ready" ] && [ -z "${SPOTRAIN_REINSTALL:-}" ]; then echo "spotrain env $V is ready"; exit 0; fi',
-        "# a Python >= 3.11 on the node; else a uv-managed one (SkyPilot installs uv on every node)",
+        "# uv when the node has it (SkyPilot installs it on every node): ~15x faster than pip for this",
+        "# stack; SPOTRAIN_NODE_INSTALLER=pip forces pip (uv reads UV_* settings, not pip.conf)",
+        'UV=$(command -v uv || ls "$HOME/.local/bin/uv" 2>/dev/null || true)',
+        '[ "${SPOTRAIN_NODE_INSTALLER:-uv}" = pip ] && UV=""',
+        "# a Python >= 3.11 on the node; else a uv-managed one",
         'PY=""',
         'for p in python3.11 python3.12 python3.13; do PY=$(command -v $p || true); [ -n "$PY" ] && break; done',
-        'if [ -z "$PY" ]; then uv python install 3.11 && PY=$(uv python find 3.11); fi',
-        'rm -rf "$V" && "$PY" -m venv "$V"',
-        install,
+        'if [ -z "$PY" ]; then "${UV:-uv}" python install 3.11 && PY=$("${UV:-uv}" python find 3.11); fi',
+        'rm -rf "$V"',
+        'if [ -n "$UV" ]; then',
+        f'  "$UV" venv -q --python "$PY" "$V" && "$UV" pip install -q --python "$V/bin/python"{cons} {target}',
+        "else",
+        f'  "$PY" -m venv "$V" && "$V/bin/pip" install -q{cons} {target}',
+        "fi",
         'touch "$V/.spotrain-ready"  # only a complete install is reused',
         '"$V/bin/spotrain" --version',
     ]) + "\n"

@@ -305,13 +305,15 @@ def test_random_hazard_and_trace_replay_preempt_and_recover(env, tmp_path):
 
 @pytest.mark.slow(60)
 def test_spot_policy_waits_out_a_short_outage_and_meets_the_deadline(env, tmp_path):
-    """recovery.policy: spotrain. Spot goes away 8 s in and comes back at 20 s (trace at 900×).
-    With two minutes of slack and a short job, waiting costs nothing that on-demand later would
-    not (the policy's decision table), so it waits, resumes on spot and finishes in time."""
+    """recovery.policy: spotrain. Spot goes away 8 s in and comes back at 40 s (trace at 900×):
+    long enough that the preempted worker has exited (it took 19 s on a loaded machine) while
+    spot is still down. With minutes of slack and a short job, waiting costs nothing that
+    on-demand later would not (the policy's decision table), so it waits, resumes on spot and
+    finishes in time."""
     recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=400, train__checkpoints={"every_steps": 20, "every_minutes": None, "keep_last": 2},
-                                         budget={"deadline": "150s"}, recovery={"policy": "spotrain"}))
+                                         budget={"deadline": "240s"}, recovery={"policy": "spotrain"}))
     trace = tmp_path / "trace.json"
-    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3600}, "data": [1, 1, 0, 0, 0] + [1] * 50}))
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3600}, "data": [1, 1] + [0] * 8 + [1] * 50}))
     res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-trace", str(trace), "--trace-speed", "900", "--grace", "30s")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     s = store()

@@ -1,7 +1,9 @@
 """Real end to end through SkyPilot onto a single-node Slurm cluster on this machine
 (../shared/tools/skypilot-local): launch tiny-gpt, preempt it with `scancel`, recover from the
 S3 checkpoint (a real moto server), and finish SUCCEEDED with every attempt in the ledger —
-once with spotrain's controller, once delegated to SkyPilot managed jobs.
+once with spotrain's controller, once delegated to SkyPilot managed jobs. The two jobs run at
+the same time, one CPU each on the two-CPU node (as two users of one cluster would), so the module
+costs one cold node-env install and one training run of wall time, not two.
 
 Skips without the tools folder or SkyPilot's venv ($SPOTRAIN_SKY_PYTHON). The cluster is
 brought up here when it is not already up, and whatever this module started is torn down.
@@ -30,18 +32,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow(450), pytest.mark.xdist_
               pytest.mark.skipif(not (TOOLS / "up.sh").exists() or not (SKY_PY and Path(SKY_PY).exists()),
                                  reason="needs ../shared/tools/skypilot-local and SPOTRAIN_SKY_PYTHON (SkyPilot venv)")]
 
-# the node is this machine: hand its pip the same local wheel house (its CPU torch) that this
-# shell's pip uses, or the node's env install downloads several GB of CUDA wheels from PyPI
-PIP_ENV = "".join(f", {k}: null" for k in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_CONFIG_FILE") if os.environ.get(k))
-if not os.environ.get("PIP_CONFIG_FILE") and (Path.home() / ".config" / "pip" / "pip.conf").exists():  # the node has another HOME
-    PIP_ENV += f", PIP_CONFIG_FILE: {Path.home() / '.config' / 'pip' / 'pip.conf'}"
-PRICE = 0.14  # SkyPilot's Slurm pricing in up.sh: $0.05/cpu-h + $0.01/GiB-h, for 2 CPUs and 4 GiB
-STEPS = 300  # long enough (tens of seconds) that the preemption lands mid-run; the model is tiny so each step is cheap
+# the node is this machine: its uv/pip must take the CPU torch wheel that lies on this disk, or the
+# node's env install downloads several GB of CUDA wheels from PyPI. uv (the default installer on a
+# node that has it) reads UV_FIND_LINKS; pip reads the same settings this shell's pip does.
+def _find_links() -> str | None:
+    for cand in [os.environ.get("PIP_FIND_LINKS", "")] + ["/opt/wheels"]:
+        for d in cand.split():
+            if Path(d).is_dir() and any(Path(d).glob("torch-2.13.0*.whl")):
+                return d
+    return None
+
+
+FIND_LINKS = _find_links()
+if FIND_LINKS:
+    PIP_ENV = f", UV_FIND_LINKS: {FIND_LINKS}"
+else:  # no local torch wheel found for uv: fall back to pip with this shell's pip settings
+    PIP_ENV = ", SPOTRAIN_NODE_INSTALLER: pip" + "".join(
+        f", {k}: null" for k in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_CONFIG_FILE") if os.environ.get(k))
+    if not os.environ.get("PIP_CONFIG_FILE") and (Path.home() / ".config" / "pip" / "pip.conf").exists():  # the node has another HOME
+        PIP_ENV += f", PIP_CONFIG_FILE: {Path.home() / '.config' / 'pip' / 'pip.conf'}"
+PRICE = 0.07  # SkyPilot's Slurm pricing in up.sh: $0.05/cpu-h + $0.01/GiB-h, for 1 CPU and 2 GiB
+STEPS = 300
+STEP_SLEEP = 0.15  # paces the tiny model (~10 ms a step) to ≥ 45 s of training, so the preemption lands mid-run
 OVERRIDES = ["resources.clouds=[slurm]", f"train.steps={STEPS}", "model.layers=2", "model.hidden=64", "model.heads=2",
-             "model.context=64", "data.seq_len=64", "train.batch_size=8", "train.log_every=10", "train.eval_every=1000",
-             "train.checkpoints={every_steps: 25, every_minutes: null, keep_last: 2}", "eval.max_batches=2", "eval.prompts=[]",
-             "eval.error_analysis=0", f"storage.data_cache={P}/spotrain-data",
-             f"env={{AWS_ENDPOINT_URL: null, AWS_DEFAULT_REGION: null, SPOTRAIN_NODE_ENV: {P}/spotrain-env{PIP_ENV}}}",
+             "model.context=64", "data.seq_len=64", "train.batch_size=8", "train.threads=1", "train.log_every=10",
+             "train.eval_every=1000", "train.checkpoints={every_steps: 25, every_minutes: null, keep_last: 2}", "eval.max_batches=2",
+             "eval.prompts=[]", "eval.error_analysis=0", f"storage.data_cache={P}/spotrain-data",
+             f"env={{AWS_ENDPOINT_URL: null, AWS_DEFAULT_REGION: null, SPOTRAIN_STEP_SLEEP: '{STEP_SLEEP}', "
+             f"SPOTRAIN_NODE_ENV: {P}/spotrain-env{PIP_ENV}}}",
              "secrets={AWS_ACCESS_KEY_ID: null, AWS_SECRET_ACCESS_KEY: null}"]
 
 
@@ -113,20 +131,24 @@ def _events(path: Path) -> list[dict]:
 def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoint: str):
     import boto3
 
+    name = f"tiny-{controller}"  # the job's clusters (and their Slurm jobs) are named sp-<name>-...
+
     bucket = f"ckpt-{controller}-{int(time.time())}"
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
              "AWS_ENDPOINT_URL": moto_endpoint}
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket=bucket)
     prices = tmp_path / "prices.yaml"
-    prices.write_text("offers:\n  - {cloud: slurm, region: skylocal, instance: 2CPU--4GB, vcpus: 2, memory_gb: 4, price: %s}\n" % PRICE)
+    prices.write_text("offers:\n  - {cloud: slurm, region: skylocal, instance: 1CPU--2GB, vcpus: 1, memory_gb: 2, price: %s}\n" % PRICE)
     home = tmp_path / "spotrain-home"
-    env = {**skylocal, **creds, "SPOTRAIN_HOME": str(home), "SPOTRAIN_SKY_PYTHON": SKY_PY, "SPOTRAIN_SKY_POLL": "3"}
+    # each controller poll is two SkyPilot requests (job status, logs), each an SSH round trip and a
+    # Python on the node (~1.5 CPU-s here): two jobs polled every 3 s took most of a core
+    env = {**skylocal, **creds, "SPOTRAIN_HOME": str(home), "SPOTRAIN_SKY_PYTHON": SKY_PY, "SPOTRAIN_SKY_POLL": "10"}
     env.pop("SKY_RUNTIME_DIR", None)
     full_env = {k: v for k, v in {**os.environ, **env}.items() if k != "SKY_RUNTIME_DIR"}
     t0 = time.time()
     res = subprocess.run([sys.executable, "-m", "spotrain", "launch", str(ROOT / "recipes" / "tiny-gpt.yaml"),
-                          *OVERRIDES, f"storage.checkpoints=s3://{bucket}/tiny", f"recovery.controller={controller}",
+                          *OVERRIDES, f"name={name}", f"storage.checkpoints=s3://{bucket}/tiny", f"recovery.controller={controller}",
                           "--backend", "sky", "--prices", str(prices), "--no-live", "-y", "--detach"],
                          env=full_env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -134,26 +156,54 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
     jdir = home / "jobs" / str(job)
     first = jdir / "attempts" / "1" / "events.jsonl"
 
+    from spotrain.jobs.db import connect
+    from spotrain.jobs.store import Store
+
+    db = Store(connect(f"sqlite:///{home / 'jobs.db'}"))  # read in-process: a CLI call every poll cost a core-minute a run
+
     def status():
-        out = spotrain("status", str(job), "--json", env=env)
-        return json.loads(out.stdout) if out.returncode == 0 else {}
+        j = db.job(job)
+        return {"status": j.status, "message": j.message}
 
     try:
         _wait(lambda: any(e["event"] == "checkpoint_uploaded" for e in _events(first)), 600, "the first checkpoint in S3")
         first_step = min(e["time"] for e in _events(first) if e["event"] == "step")
-        victims = [jid for jid, name in _squeue(full_env) if name.startswith("sp-")]
+        victims = [jid for jid, n in _squeue(full_env) if n.startswith(f"sp-{name}-")]
         assert victims, "no Slurm job to preempt"
         t_cancel = time.time()
         subprocess.run([str(P / "bin" / "scancel"), *victims], env=full_env, check=True, timeout=30)
         final = _wait(lambda: (s := status()).get("status") in ("SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_NO_RESOURCE",
-                                                               "CANCELLED", "STOPPED_BUDGET", "STOPPED_DEADLINE") and s, 900, "the job to end")
+                                                               "CANCELLED", "STOPPED_BUDGET", "STOPPED_DEADLINE") and s, 900, "the job to end", poll=5)
     except BaseException:
         spotrain("cancel", str(job), env=env)
         raise
     cost = json.loads(spotrain("cost", str(job), "--json", env=env).stdout)
     events = json.loads(spotrain("events", str(job), "--json", env=env).stdout)
-    return {"job": job, "final": final, "cost": cost, "events": events, "jdir": jdir, "t0": t0, "first_step": first_step,
+    return {"name": name, "job": job, "final": final, "cost": cost, "events": events, "jdir": jdir, "t0": t0, "first_step": first_step,
             "t_cancel": t_cancel, "env": full_env, "home": home}
+
+
+@pytest.fixture(scope="module")
+def preempted(skylocal, moto_endpoint, tmp_path_factory):
+    """Both controllers' runs, started together; each test checks its own (and re-raises its failure)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        futs = {c: pool.submit(_run_preempted, c, tmp_path_factory.mktemp(c), skylocal, moto_endpoint) for c in ("spotrain", "skypilot")}
+        done = {}
+        for c, f in futs.items():
+            try:
+                done[c] = f.result()
+            except BaseException as e:  # noqa: BLE001 — handed to the test that owns this run
+                done[c] = e
+    return done
+
+
+def _result(preempted: dict, controller: str) -> dict:
+    r = preempted[controller]
+    if isinstance(r, BaseException):
+        raise r
+    return r
 
 
 def _restored_after(jdir: Path, attempt: int, t: float) -> list[dict]:
@@ -165,8 +215,8 @@ def _ledger_is_whole(cost: dict) -> None:
     assert all(a["cost"] > 0 for a in cost["attempts"])
 
 
-def test_spotrain_controller_recovers_a_scancelled_attempt(tmp_path, skylocal, moto_endpoint):
-    r = _run_preempted("spotrain", tmp_path, skylocal, moto_endpoint)
+def test_spotrain_controller_recovers_a_scancelled_attempt(preempted, skylocal):
+    r = _result(preempted, "spotrain")
     assert r["final"]["status"] == "SUCCEEDED", r["events"][-5:]
     rows = r["cost"]["attempts"]
     assert [a["end_reason"] for a in rows] == ["lost", "succeeded"]
@@ -179,7 +229,7 @@ def test_spotrain_controller_recovers_a_scancelled_attempt(tmp_path, skylocal, m
         assert a["sky_cost"] is not None
         assert a["sky_cost"] <= a["cost"] + 1e-9
         assert a["cost"] - a["sky_cost"] <= PRICE * 120 / 3600, a
-    assert not [n for _, n in _squeue(r["env"]) if n.startswith(f"sp-tiny-gpt-{r['job']}x")]
+    assert not [n for _, n in _squeue(r["env"]) if n.startswith(f"sp-{r['name']}-")]
     assert _port_open(int(skylocal["SKYPILOT_API_SERVER_LOCAL_PORT"]))  # a server spotrain did not start is left running
     first_step = r["first_step"] - r["t0"]
     recovered = restored[0]["time"] - r["t_cancel"]
@@ -187,8 +237,8 @@ def test_spotrain_controller_recovers_a_scancelled_attempt(tmp_path, skylocal, m
           f"ledger ${r['cost']['total']:.6f} vs sky cost-report ${sum(a['sky_cost'] for a in rows):.6f}")
 
 
-def test_skypilot_managed_job_recoveries_are_imported(tmp_path, skylocal, moto_endpoint):
-    r = _run_preempted("skypilot", tmp_path, skylocal, moto_endpoint)
+def test_skypilot_managed_job_recoveries_are_imported(preempted):
+    r = _result(preempted, "skypilot")
     assert r["final"]["status"] == "SUCCEEDED", r["events"][-5:]
     rows = r["cost"]["attempts"]
     assert len(rows) >= 2 and [a["end_reason"] for a in rows][-1] == "succeeded"

@@ -52,7 +52,7 @@ def test_one_attempt_targets_exactly_the_chosen_offer():
     assert c["envs"]["SPOTRAIN_RUN_ID"] == "job-7"
     # setup installs spotrain with its pins, once per source version; run mirrors events and exit code
     # (uv when the node has it, else pip; both with the checkout's pins)
-    assert '"$UV" pip install -q --python "$V/bin/python" -c ~/.spotrain/src/constraints.txt ~/.spotrain/src' in c["setup"]
+    assert '"$UV" pip install -q --compile-bytecode --python "$V/bin/python" -c ~/.spotrain/src/constraints.txt ~/.spotrain/src' in c["setup"]
     assert '"$V/bin/pip" install -q -c ~/.spotrain/src/constraints.txt ~/.spotrain/src' in c["setup"]
     assert "env}-0.1.0-abc123def456" in c["setup"] and "flock" in c["setup"] and ".spotrain-ready" in c["setup"]
     assert "SPOTRAIN_EVENTS_STDOUT=1" in c["run"] and EXIT_MARK.strip() in c["run"]

@@ -52,8 +52,8 @@ else:  # no local torch wheel found for uv: fall back to pip with this shell's p
     if not os.environ.get("PIP_CONFIG_FILE") and (Path.home() / ".config" / "pip" / "pip.conf").exists():  # the node has another HOME
         PIP_ENV += f", PIP_CONFIG_FILE: {Path.home() / '.config' / 'pip' / 'pip.conf'}"
 PRICE = 0.07  # SkyPilot's Slurm pricing in up.sh: $0.05/cpu-h + $0.01/GiB-h, for 1 CPU and 2 GiB
-STEPS = 300
-STEP_SLEEP = 0.15  # paces the tiny model (~10 ms a step) to ≥ 45 s of training, so the preemption lands mid-run
+STEPS = 150
+STEP_SLEEP = 0.15  # paces the tiny model (~10 ms a step) to ≥ 22 s of training; the scancel lands ~2 s after the first checkpoint
 OVERRIDES = ["resources.clouds=[slurm]", f"train.steps={STEPS}", "model.layers=2", "model.hidden=64", "model.heads=2",
              "model.context=64", "data.seq_len=64", "train.batch_size=8", "train.threads=1", "train.log_every=10",
              "train.eval_every=1000", "train.checkpoints={every_steps: 25, every_minutes: null, keep_last: 2}", "eval.max_batches=2",
@@ -136,8 +136,9 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
     bucket = f"ckpt-{controller}-{int(time.time())}"
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
              "AWS_ENDPOINT_URL": moto_endpoint}
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
     prices = tmp_path / "prices.yaml"
     prices.write_text("offers:\n  - {cloud: slurm, region: skylocal, instance: 1CPU--2GB, vcpus: 1, memory_gb: 2, price: %s}\n" % PRICE)
     home = tmp_path / "spotrain-home"
@@ -166,8 +167,10 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
         return {"status": j.status, "message": j.message}
 
     try:
-        _wait(lambda: any(e["event"] == "checkpoint_uploaded" for e in _events(first)), 600, "the first checkpoint in S3")
-        first_step = min(e["time"] for e in _events(first) if e["event"] == "step")
+        # the first complete checkpoint in S3 (its manifest goes up last), watched in the bucket itself:
+        # the attempt's events reach this machine only at the controller's next log pull
+        _wait(lambda: any(o["Key"].endswith("/MANIFEST.json") for o in s3.list_objects_v2(Bucket=bucket, Prefix="tiny/").get("Contents", [])),
+              600, "the first checkpoint in S3", poll=1.0)
         victims = [jid for jid, n in _squeue(full_env) if n.startswith(f"sp-{name}-")]
         assert victims, "no Slurm job to preempt"
         t_cancel = time.time()
@@ -177,6 +180,7 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
     except BaseException:
         spotrain("cancel", str(job), env=env)
         raise
+    first_step = min((e["time"] for e in _events(first) if e["event"] == "step"), default=math.nan)
     cost = json.loads(spotrain("cost", str(job), "--json", env=env).stdout)
     events = json.loads(spotrain("events", str(job), "--json", env=env).stdout)
     return {"name": name, "job": job, "final": final, "cost": cost, "events": events, "jdir": jdir, "t0": t0, "first_step": first_step,

@@ -171,6 +171,7 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
         # the attempt's events reach this machine only at the controller's next log pull
         _wait(lambda: any(o["Key"].endswith("/MANIFEST.json") for o in s3.list_objects_v2(Bucket=bucket, Prefix="tiny/").get("Contents", [])),
               600, "the first checkpoint in S3", poll=1.0)
+        t_ckpt = time.time()
         victims = [jid for jid, n in _squeue(full_env) if n.startswith(f"sp-{name}-")]
         assert victims, "no Slurm job to preempt"
         t_cancel = time.time()
@@ -180,11 +181,12 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
     except BaseException:
         spotrain("cancel", str(job), env=env)
         raise
+    # (steps logged after the controller's last log pull die with the node: may be nan)
     first_step = min((e["time"] for e in _events(first) if e["event"] == "step"), default=math.nan)
     cost = json.loads(spotrain("cost", str(job), "--json", env=env).stdout)
     events = json.loads(spotrain("events", str(job), "--json", env=env).stdout)
     return {"name": name, "job": job, "final": final, "cost": cost, "events": events, "jdir": jdir, "t0": t0, "first_step": first_step,
-            "t_cancel": t_cancel, "env": full_env, "home": home}
+            "t_cancel": t_cancel, "t_ckpt": t_ckpt, "env": full_env, "home": home}
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +239,8 @@ def test_spotrain_controller_recovers_a_scancelled_attempt(preempted, skylocal):
     assert _port_open(int(skylocal["SKYPILOT_API_SERVER_LOCAL_PORT"]))  # a server spotrain did not start is left running
     first_step = r["first_step"] - r["t0"]
     recovered = restored[0]["time"] - r["t_cancel"]
-    print(f"\nSKY-SLURM spotrain: launch→first step {first_step:.0f}s, scancel→resumed {recovered:.0f}s, "
+    print(f"\nSKY-SLURM spotrain: launch→first step {first_step:.0f}s, launch→first checkpoint in S3 {r['t_ckpt'] - r['t0']:.0f}s, "
+          f"scancel→resumed {recovered:.0f}s, "
           f"ledger ${r['cost']['total']:.6f} vs sky cost-report ${sum(a['sky_cost'] for a in rows):.6f}")
 
 

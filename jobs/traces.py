@@ -172,7 +172,9 @@ def timeline(scn: Scenario, s: Setting, start_tick: int, horizon_h: float) -> Ti
 HISTORY_H = 7 * 24.0  # how much of the trace before a run's start its policy may learn from
 
 
-def spell_stats(up: np.ndarray, gap_s: float):
+def spell_stats(up: np.ndarray, gap_s: float, open_end: bool = False):
+    """Spell lengths of ``up``; with ``open_end`` the last spell is still going on (the period
+    ends now), so it is reported as the current spell rather than as a finished one."""
     from .policies.base import SpellStats
 
     if up.size == 0:
@@ -180,17 +182,24 @@ def spell_stats(up: np.ndarray, gap_s: float):
     starts = np.concatenate([[0], np.flatnonzero(np.diff(up.astype(np.int8))) + 1])
     lengths = np.diff(np.concatenate([starts, [up.size]])) * gap_s
     firsts = up[starts]
-    return SpellStats(tuple(float(x) for x in lengths[firsts]), tuple(float(x) for x in lengths[~firsts]))
+    current, current_s = None, 0.0
+    if open_end:
+        current, current_s = bool(firsts[-1]), float(lengths[-1])
+        lengths, firsts = lengths[:-1], firsts[:-1]
+    return SpellStats(tuple(float(x) for x in lengths[firsts]), tuple(float(x) for x in lengths[~firsts]), current, current_s,
+                      bool(firsts[0]) if firsts.size else True)
 
 
-def history(scn: Scenario, start_tick: int, nodes: int = 1, hours: float = HISTORY_H):
+def history(scn: Scenario, start_tick: int, nodes: int = 1, hours: float = HISTORY_H, open_end: bool = True):
     """Availability statistics of the ``hours`` before ``start_tick`` (no wrap-around: only the
-    real past of the trace)."""
+    real past of the trace). With ``open_end`` the history runs up to the start, so its last
+    spell is the one in progress there (``SpellStats.current``); without it (statistics of a
+    market, not the past of one run) every spell counts as finished."""
     from .policies.base import MarketHistory
 
     lo = max(0, start_tick - int(hours * 3600 / scn.gap_s))
     up = scn.avail[:, lo:start_tick] >= nodes
-    return MarketHistory(tuple(spell_stats(u, scn.gap_s) for u in up), spell_stats(up.any(axis=0), scn.gap_s))
+    return MarketHistory(tuple(spell_stats(u, scn.gap_s, open_end) for u in up), spell_stats(up.any(axis=0), scn.gap_s, open_end))
 
 
 def stats(scn: Scenario, nodes: int = 1) -> dict:

@@ -126,7 +126,7 @@ def forecast(work_h: float, overhead_h: float, spot_price: float, od_price: floa
     # every sample's policy starts from the market's statistics over the whole trace (what a
     # policy watching this market would know), so they share one fit and one decision table
     scn = market.scenario
-    whole = traces.history(scn, scn.ticks, hours=scn.ticks * scn.gap_s / 3600) if scn is not None else None
+    whole = traces.history(scn, scn.ticks, hours=scn.ticks * scn.gap_s / 3600, open_end=False) if scn is not None else None
     for _ in range(samples):
         if market.scenario is not None:
             scn = market.scenario

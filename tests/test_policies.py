@@ -218,11 +218,12 @@ def test_mdp_table_decisions_at_the_extremes():
 
 
 def _heavy_tailed_spells(seed: int = 0):
-    """Most spot windows last minutes, a few last many hours; outages around half an hour."""
+    """Most spot windows last minutes, a few last many hours; outages of a quarter to over an
+    hour (none short enough to be a blip)."""
     rng = np.random.default_rng(seed)
     up = np.concatenate([rng.exponential(0.1, 300), rng.exponential(10.0, 40)])
     rng.shuffle(up)
-    return up, rng.exponential(0.5, up.size)
+    return up, 0.25 + rng.exponential(0.5, up.size)
 
 
 def test_semi_markov_table_waits_for_a_spot_window_to_prove_itself():
@@ -274,6 +275,66 @@ def test_spotrain_learns_from_history():
     assert p.any_stats.residual(False) == pytest.approx((6000 + 3600) / 11)
 
 
+def test_hazards_count_a_spell_still_going_on_as_exposure():
+    edges = (0, 1, 2, 4)
+    ended = mdp.hazards([0.5] * 5, edges, 1.0, prior_weight=1e-6)
+    with_open = mdp.hazards([0.5] * 5, edges, 1.0, prior_weight=1e-6, censored_h=[3.5])
+    assert ended[0] == mdp.quantise_rate(5 / 2.5) and with_open[0] == mdp.quantise_rate(5 / 3.5)  # one more hour, no end
+    assert with_open[2] < ended[2]  # ages 2-4 h: only the open spell reached them, and it has not ended
+
+
+def test_spells_join_windows_across_blips():
+    from spotrain.jobs.policies.base import SpellStats
+    from spotrain.jobs.policies.spotrain import Spells
+
+    st = Spells()  # up 2 h, blip 1 min, up 3 h, outage 1 h, up 1 h, and now a blip of 2 min going on
+    st.add(SpellStats((7200.0, 10800.0, 3600.0), (60.0, 3600.0), current=False, current_s=120.0))
+    assert SpellStats((1.0, 3.0), (2.0,), first_up=True).sequence() == [(True, 1.0), (False, 2.0), (True, 3.0)]
+    wins, outs, blips, exposure = st.windows(600.0)
+    assert wins == [7200.0 + 60 + 10800] and outs == [3600.0] and blips == 1
+    assert exposure == pytest.approx(7260 + 10800 + 3600)  # the open window counts (the blip going on is not one yet)
+    assert st.state(600.0) == (True, 3600.0 + 120.0)  # a 2-minute outage may be a blip: the window goes on
+    st.observe(False, 600.0)  # still down at 12 minutes: a real outage now
+    assert st.state(600.0) == (False, pytest.approx(720.0))
+    st.observe(True, 60.0)
+    assert st.state(600.0) == (True, 60.0) and st.windows(600.0)[:2] == ([18060.0, 3600.0], [3600.0, 720.0])  # that window ended
+
+
+def test_blips_preempt_but_leave_the_window_going_on():
+    """Windows of hours broken by blips now and then: after a blip the job restarts spot in the
+    same window; where blips come every minute no spot start survives its restart, so the table
+    never starts one and never leaves on-demand for spot."""
+    T, delta = 400, 0.13
+    edges = mdp.age_edges(T)
+    rng = np.random.default_rng(0)
+    windows, outs = rng.exponential(8.0, 60), rng.exponential(1.0, 60) + delta
+    uq, dq = mdp.hazards(windows, edges, delta), mdp.hazards(outs, edges, delta)
+    some = mdp.table(uq, dq, edges, 0.4, 0.0, delta, T, 30, 3.06, 0.97, mdp.quantise_rate(0.3))  # one every ~3 h
+    storm = mdp.table(uq, dq, edges, 0.4, 0.0, delta, T, 30, 3.06, 0.97, mdp.quantise_rate(50.0))
+    ups = slice(0, len(edges))
+    assert (some[300, 25, mdp.IDLE, ups] == mdp.SPOT_A).all()  # 39 h left, 3.25 h slack, at any age of the window
+    assert (storm[300, 25, mdp.IDLE, ups] != mdp.SPOT_A).all() and (storm[300, 25, mdp.OD, ups] == mdp.OD_A).all()
+
+
+def test_spotrain_restarts_spot_after_a_blip_in_a_long_window():
+    from spotrain.jobs.policies.base import MarketHistory, SpellStats
+
+    # the past: most windows last minutes, some 10 hours — those broken by two 1-minute blips each
+    up, down = [], []
+    for _ in range(15):
+        up += [3 * 3600.0, 4 * 3600.0, 3 * 3600.0, 600.0, 600.0, 600.0]
+        down += [60.0, 60.0, 3600.0, 3600.0, 3600.0, 3600.0]
+    past = SpellStats(tuple(up), tuple(down[:-1]), current=True, current_s=3 * 3600.0)
+    step = 60.0  # the run: spot up 5 h more (8 h into its window), a 1-minute blip, then up to the end
+    avail = np.ones(30 * 60, dtype=bool)
+    avail[5 * 60] = False
+    t = Timeline(("z",), step, avail[None, :], np.full((1, avail.size), SP), OD, 20 * 60, 6, None)
+    pol = make("spotrain")
+    pol.warm(MarketHistory((past,), past))
+    r = simulate(pol, t, 21 * 60)  # 1 h of slack: room for a few 6-minute restarts
+    assert r.deadline_met and r.preemptions == 1 and r.launches == 2 and r.od_h == 0  # back on spot, not on-demand
+
+
 # ------------------------------------------------------------------------------------ trace files
 def test_timeline_steps_express_the_overhead(tmp_path):
     f = tmp_path / "z.json"
@@ -286,5 +347,7 @@ def test_timeline_steps_express_the_overhead(tmp_path):
     assert t.spot_price[0, 0] == 0.6  # the trace's own price
     t2 = traces.timeline(scn, traces.Setting(overhead_h=0.1, work_h=1, trace_prices=False), 1, 1)
     assert t2.spot_price[0, 0] == 0.9731
-    h = traces.history(scn, 3)
-    assert h.zones[0].up == (600.0, 600.0) and h.zones[0].down == (600.0,)
+    h = traces.history(scn, 3)  # ticks 0-2: up, down, up — the last spell still going on at the start
+    assert h.zones[0].up == (600.0,) and h.zones[0].down == (600.0,) and (h.zones[0].current, h.zones[0].current_s) == (True, 600.0)
+    closed = traces.history(scn, 3, open_end=False)  # a market's statistics: every spell finished
+    assert closed.zones[0].up == (600.0, 600.0) and closed.zones[0].current is None

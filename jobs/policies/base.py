@@ -72,10 +72,25 @@ WAIT_DECISION = Decision(WAIT)
 @dataclass(frozen=True)
 class SpellStats:
     """Spot availability observed over some period: the lengths (seconds) of its spells with
-    spot up and with spot down, oldest first."""
+    spot up and with spot down, oldest first, and — when the period ends now — the spell still
+    going on (``current``: up or down, ``current_s`` its age so far; not in ``up``/``down``)."""
 
     up: tuple[float, ...] = ()
     down: tuple[float, ...] = ()
+    current: bool | None = None
+    current_s: float = 0.0
+    first_up: bool = True  # the spells alternated, starting with this side
+
+    def sequence(self) -> list[tuple[bool, float]]:
+        """The finished spells in the order they happened: (spot up?, seconds)."""
+        a, b = (self.up, self.down) if self.first_up else (self.down, self.up)
+        out: list[tuple[bool, float]] = []
+        for i in range(max(len(a), len(b))):
+            if i < len(a):
+                out.append((self.first_up, a[i]))
+            if i < len(b):
+                out.append((not self.first_up, b[i]))
+        return out
 
 
 @dataclass(frozen=True)

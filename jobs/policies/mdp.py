@@ -13,7 +13,9 @@ Job: the state is (time left τ, slack s = τ − remaining work, mode, market s
 ``delta`` hours. Modes: idle, on-demand running, spot running. Each step a mode can continue,
 stop (idle), or start another mode; a start spends the restart overhead (slack and money, and
 for spot the risk of losing it before it runs). A preemption ends a spot run and costs ``loss``
-hours of work (the expected work since the last checkpoint). Finishing costs nothing more;
+hours of work (the expected work since the last checkpoint). Outages shorter than a step
+(blips) are not spells of their own: they preempt spot runs at a constant rate inside a window
+whose age goes on. Finishing costs nothing more;
 running out of slack is priced prohibitively — in production the safety net
 (``Policy.must_commit``) guarantees the deadline anyway.
 
@@ -54,18 +56,21 @@ def bucket(age_steps: float, edges: tuple[int, ...]) -> int:
     return k
 
 
-def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float = 1.0, prior_weight: float = 1.0) -> tuple[int, ...]:
+def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float = 1.0, prior_weight: float = 1.0,
+            censored_h=()) -> tuple[int, ...]:
     """Quantised hazard rate (per hour, ``quantise_rate``) of each age bucket: spells that ended
-    in the bucket over the hours spells spent in it. Each bucket is pulled towards the rate of
-    the bucket before it by ``prior_weight`` spells' worth of pseudo-exposure (the first towards
-    a spell of ``prior_mean_h``), so ages never seen keep the tail of those that were."""
+    in the bucket over the hours spells spent in it. ``censored_h``: spells still going on, which
+    add exposure but no end. Each bucket is pulled towards the rate of the bucket before it by
+    ``prior_weight`` spells' worth of pseudo-exposure (the first towards a spell of
+    ``prior_mean_h``), so ages never seen keep the tail of those that were."""
     arr = np.asarray(lengths_h, dtype=float)
+    cen = np.asarray(censored_h, dtype=float)
     out = []
     rate = 1.0 / prior_mean_h
     for k, a_steps in enumerate(edges):
         a = a_steps * delta
         b = edges[k + 1] * delta if k + 1 < len(edges) else math.inf
-        exposure = float(np.clip(arr - a, 0.0, b - a).sum()) if arr.size else 0.0
+        exposure = float(np.clip(arr - a, 0.0, b - a).sum()) + float(np.clip(cen - a, 0.0, b - a).sum())
         ends = float(((arr >= a) & (arr < b)).sum()) if arr.size else 0.0
         pseudo = prior_weight / rate  # hours of exposure at the prior rate that make prior_weight ends
         rate = (ends + prior_weight) / (exposure + pseudo)
@@ -95,16 +100,22 @@ def _chain(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...
 
 @lru_cache(maxsize=256)
 def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...], overhead_h: float, loss_h: float, delta: float,
-          T: int, S: int, od_price: float, spot_price: float) -> np.ndarray:
+          T: int, S: int, od_price: float, spot_price: float, blip_q: int | None = None) -> np.ndarray:
     """Best action [τ index, s index, mode, availability state] as int8. Availability states are
     the up age buckets (``edges``, hazards ``up_q``) then the down ones (``down_q``); with one
-    bucket a side (``edges=(0,)``) the market is a plain two-state Markov chain."""
+    bucket a side (``edges=(0,)``) the market is a plain two-state Markov chain.
+
+    ``blip_q``: the quantised rate of blips — outages shorter than one step inside a spot
+    window. A blip preempts a running spot instance (and a spot start) but the window goes on
+    at its age: the job is idle with spot up again, free to restart there."""
     M, up = _chain(up_q, down_q, edges, delta)
     K = len(up)
+    pb = 0.0 if blip_q is None else 1 - math.exp(-math.exp(blip_q * RATE_STEP) * delta)
     kap = overhead_h / delta
     n = max(1, math.ceil(kap - 1e-9))
     Mn = np.linalg.matrix_power(M, n)
-    Q = np.where(up[:, None] & up[None, :], M, 0.0)  # up to up in one step is always the same spell
+    # up to up in one step is always the same window; a spot instance survives it without a blip
+    Q = np.where(up[:, None] & up[None, :], M, 0.0) * (1 - pb)
     Qn = np.linalg.matrix_power(Q, n)
     Fn = Mn - Qn  # the spot died during its start: where the market is after n steps
     M_up, M_down = np.where(up[None, :], M, 0.0), np.where(~up[None, :], M, 0.0)
@@ -144,7 +155,11 @@ def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...]
             start_spot = np.where(can_start_spot & ~down_rows, start_spot, BIG)
         else:
             start_od = start_spot = big
-        run_spot = cs + at(M_up @ prev[SPOT], 0) + at(M_down @ prev[IDLE], loss)
+        run_spot = cs + at(M_down @ prev[IDLE], loss)
+        if pb:
+            run_spot = run_spot + (1 - pb) * at(M_up @ prev[SPOT], 0) + pb * at(M_up @ prev[IDLE], loss)
+        else:
+            run_spot = run_spot + at(M_up @ prev[SPOT], 0)
         run_spot = np.where(can_keep_spot & ~down_rows, run_spot, BIG)
         keep_spot = np.where(down_rows, start_spot, run_spot)
         for m, (c0, c1, c2) in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),

@@ -49,10 +49,14 @@ class Spells:
         self.current: bool | None = None
         self.age = 0.0
         self.version = 0  # bumps whenever a spell completes (the means change)
+        self.seq: list[tuple[bool, float]] = []  # finished spells in order: (up?, seconds)
 
     def add(self, past) -> None:
         self.done[True].extend(past.up)
         self.done[False].extend(past.down)
+        self.seq.extend(past.sequence())
+        if past.current is not None:  # the spell in progress when the history ends goes on aging
+            self.current, self.age = past.current, past.current_s
         self._sorted = {True: None, False: None}
         self.version += 1
 
@@ -60,10 +64,57 @@ class Spells:
         if is_up != self.current:
             if self.current is not None:
                 self.done[self.current].append(self.age)
+                self.seq.append((self.current, self.age))
                 self._sorted[self.current] = None
                 self.version += 1
             self.current, self.age = is_up, 0.0
         self.age += dt
+
+    def windows(self, blip_s: float) -> tuple[list[float], list[float], int, float]:
+        """Spot windows — up spells joined across blips, outages shorter than ``blip_s`` — the
+        outages between them, the number of blips and the seconds spent in windows (the one
+        going on included)."""
+        wins: list[float] = []
+        outs: list[float] = []
+        blips, exposure, cur = 0, 0.0, None
+        for up, length in self.seq:
+            if up:
+                cur = length if cur is None else cur + length
+            elif length < blip_s and cur is not None:
+                cur += length
+                blips += 1
+            else:
+                if cur is not None:
+                    wins.append(cur)
+                    exposure += cur
+                    cur = None
+                if length >= blip_s:
+                    outs.append(length)
+        if cur is not None:
+            exposure += cur + (self.age if self.current else 0.0)
+            if self.current is False and self.age >= blip_s:
+                wins.append(cur)
+        elif self.current:
+            exposure += self.age
+        return wins, outs, blips, exposure
+
+    def state(self, blip_s: float) -> tuple[bool, float]:
+        """The market now as the model sees it: in a spot window (an outage younger than
+        ``blip_s`` may still be a blip) and its age, or in an outage and its age (seconds)."""
+        if self.current is None:
+            return True, 0.0
+        if self.current is False and self.age >= blip_s:
+            return False, self.age
+        age, i = self.age, len(self.seq) - 1
+        if self.current is False:  # maybe a blip: the window before it, if any, goes on
+            if i < 0 or not self.seq[i][0]:
+                return False, self.age
+            age += self.seq[i][1]
+            i -= 1
+        while i >= 1 and not self.seq[i][0] and self.seq[i][1] < blip_s and self.seq[i - 1][0]:
+            age += self.seq[i][1] + self.seq[i - 1][1]
+            i -= 2
+        return True, age
 
     def residual(self, up: bool, age: float = 0.0) -> float:
         cache = self._sorted[up]
@@ -128,16 +179,19 @@ class Spotrain(Policy):
         delta, T, S = self.grid
         edges = mdp.age_edges(T)
         st = self.any_stats
-        n = len(st.done[True]) + len(st.done[False])
+        n = len(st.seq)
         if self._fit is None or n >= self._fit[0] * 1.25 + 8:  # refit as the history grows by a quarter
-            self._fit = (n, mdp.hazards(np.asarray(st.done[True]) / 3600, edges, delta),
-                         mdp.hazards(np.asarray(st.done[False]) / 3600, edges, delta))
+            wins, outs, blips, exposure = st.windows(min(delta * 3600, job.overhead_s))
+            blip_q = mdp.quantise_rate(blips / (exposure / 3600 + 1.0)) if blips else None
+            window, age = st.state(min(delta * 3600, job.overhead_s))  # the spell going on counts as far as it has lasted
+            self._fit = (n, mdp.hazards(np.asarray(wins) / 3600, edges, delta, censored_h=[age / 3600] if window else ()),
+                         mdp.hazards(np.asarray(outs) / 3600, edges, delta, censored_h=() if window else [age / 3600]), blip_q)
         memo = (self._fit, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
         if self._table is not None and self._table[0] == memo:
             return self._table[1]
         loss_h = (job.checkpoint_interval_s or 0.0) / 2 / 3600
         act = mdp.table(self._fit[1], self._fit[2], edges, round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S,
-                        round(od_price, 4), round(spot_price, 2))
+                        round(od_price, 4), round(spot_price, 2), self._fit[3])
         self._table = (memo, act)
         return act
 
@@ -160,9 +214,12 @@ class Spotrain(Policy):
         ti = min(T, max(1, int(round(job.time_left_s / 3600 / delta))))
         si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))), ti - 1)  # work left: at least one grid step
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
-        edges = mdp.age_edges(T)  # the market state: up or down, and the age bucket of its current spell
-        k = mdp.bucket(self.any_stats.age / 3600 / delta, edges)
-        a = act[ti, si, mode, k if zone is not None else len(edges) + k]
+        edges = mdp.age_edges(T)  # the market state: in a window or an outage, and the age bucket of it
+        window, age = self.any_stats.state(min(delta * 3600, job.overhead_s))
+        k = mdp.bucket(age / 3600 / delta, edges)
+        if window and zone is None and self._fit[3] is None:  # a young outage, but this market has no blips
+            window, k = False, mdp.bucket(self.any_stats.age / 3600 / delta, edges)
+        a = act[ti, si, mode, k if window else len(edges) + k]
         if a == mdp.SPOT_A and zone is not None:
             d = Decision(SPOT, zone)
         elif a == mdp.OD_A:

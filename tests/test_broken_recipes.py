@@ -61,3 +61,12 @@ def test_debug_variable_shows_traceback():
     res = spotrain("run", str(HERE / "missing_file.yaml"), env={"SPOTRAIN_DEBUG": "1"})
     assert res.returncode != 0
     assert "Traceback" in res.stderr and "DataError" in res.stderr
+
+
+@pytest.mark.parametrize("value", ["fast", "-1", "nan"])
+def test_bad_step_sleep_is_a_one_line_error(value, tmp_path):
+    good = Path(__file__).parent.parent / "recipes" / "tiny-gpt.yaml"
+    res = spotrain("run", str(good), "--workdir", str(tmp_path / "w"), env={"SPOTRAIN_STEP_SLEEP": value})
+    assert res.returncode != 0 and "Traceback" not in res.stderr + res.stdout
+    assert [l for l in res.stderr.splitlines() if l.strip()] == [f"error: SPOTRAIN_STEP_SLEEP={value!r} is not a number of seconds ≥ 0 — unset it or give e.g. 0.05"]
+    assert not (tmp_path / "w" / "result.json").exists()

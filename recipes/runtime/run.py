@@ -69,6 +69,9 @@ def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
 
 
 def _run(loaded: LoadedRecipe, workdir: Path, say, stop) -> int:
+    from .train.loop import step_sleep_s
+
+    step_sleep_s()  # a bad test pad fails here, not after data and model are built
     r = loaded.recipe
     if r.train.threads:
         import torch

@@ -26,6 +26,21 @@ from .signals import StopFlag
 STEP_SLEEP_ENV = "SPOTRAIN_STEP_SLEEP"
 
 
+def step_sleep_s() -> float:
+    """The ``SPOTRAIN_STEP_SLEEP`` pad in seconds (0 when unset); a bad value is a one-line error
+    before anything is loaded or trained."""
+    raw = os.environ.get(STEP_SLEEP_ENV, "").strip()
+    try:
+        pad = float(raw or 0.0)
+    except ValueError:
+        pad = -1.0
+    if not (0.0 <= pad < float("inf")):
+        from spotrain.errors import SpotrainError
+
+        raise SpotrainError(f"{STEP_SLEEP_ENV}={raw!r} is not a number of seconds ≥ 0 — unset it or give e.g. 0.05")
+    return pad
+
+
 @dataclass
 class Outcome:
     status: str  # "completed" | "interrupted"
@@ -155,7 +170,7 @@ class Trainer:
         tokens_at_log = self.tokens_seen
         if stop.raised:  # the notice came during start-up: nothing new to save
             return Outcome("interrupted", self.step, 128 + stop.signum, self.tokens_seen, self.last_val, restored)
-        pad = float(os.environ.get(STEP_SLEEP_ENV) or 0.0)
+        pad = step_sleep_s()
         while self.step < t.steps:
             step_loss = torch.zeros((), device=acc.device)
             step_tokens = 0

@@ -98,7 +98,7 @@ def _chain(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...
     return M, up
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...], overhead_h: float, loss_h: float, delta: float,
           T: int, S: int, od_price: float, spot_price: float, blip_q: int | None = None) -> np.ndarray:
     """Best action [τ index, s index, mode, availability state] as int8. Availability states are
@@ -122,7 +122,8 @@ def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...]
     loss = loss_h / delta
     P = int(math.ceil(max(kap, loss))) + 3
     width = P + S + 1
-    V = np.full((T + 1, 3, K, width), BIG)
+    R = n + 1  # values of the last n + 1 steps are all a step needs: a ring of them keeps memory at O(K·S)
+    V = np.full((R, 3, K, width), BIG)
     V[0, :, :, P:] = 0.0
     act = np.zeros((T + 1, S + 1, 3, K), dtype=np.int8)
     s_idx = np.arange(S + 1)
@@ -145,11 +146,11 @@ def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...]
     can_start_od = (s_idx >= kap - 1e-9)[None, :]
     for t in range(1, T + 1):
         done = s_idx >= t
-        prev = V[t - 1]
+        prev = V[(t - 1) % R]
         wait = np.where(can_wait, at(M @ prev[IDLE], 1), BIG)
         run_od = cod + at(M @ prev[OD], 0)
         if t >= n:
-            far = V[t - n]
+            far = V[(t - n) % R]
             start_od = np.where(can_start_od, start_od_cost + at(Mn @ far[OD], kap), BIG)
             start_spot = start_spot_cost + at(Qn @ far[SPOT], kap) + at(Fn @ far[IDLE], kap)
             start_spot = np.where(can_start_spot & ~down_rows, start_spot, BIG)
@@ -169,7 +170,7 @@ def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...]
             b2 = c2 < v
             v = np.minimum(np.where(b2, c2, v), BIG)
             v[:, done] = 0.0
-            V[t, m, :, P:] = v
+            V[t % R, m, :, P:] = v
             j = np.where(b2, SPOT_A, np.where(b1, OD_A, WAIT_A)).astype(np.int8)
             j[:, done] = WAIT_A
             act[t, :, m, :] = j.T

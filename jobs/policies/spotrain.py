@@ -181,9 +181,9 @@ class Spotrain(Policy):
         st = self.any_stats
         n = len(st.seq)
         if self._fit is None or n >= self._fit[0] * 1.25 + 8:  # refit as the history grows by a quarter
-            wins, outs, blips, exposure = st.windows(min(delta * 3600, job.overhead_s))
+            wins, outs, blips, exposure = st.windows(self._blip_s(job))
             blip_q = mdp.quantise_rate(blips / (exposure / 3600 + 1.0)) if blips else None
-            window, age = st.state(min(delta * 3600, job.overhead_s))  # the spell going on counts as far as it has lasted
+            window, age = st.state(self._blip_s(job))  # the spell going on counts as far as it has lasted
             self._fit = (n, mdp.hazards(np.asarray(wins) / 3600, edges, delta, censored_h=[age / 3600] if window else ()),
                          mdp.hazards(np.asarray(outs) / 3600, edges, delta, censored_h=() if window else [age / 3600]), blip_q)
         memo = (self._fit, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
@@ -194,6 +194,11 @@ class Spotrain(Policy):
                         round(od_price, 4), round(spot_price, 2), self._fit[3])
         self._table = (memo, act)
         return act
+
+    def _blip_s(self, job: JobView) -> float:
+        """Outages shorter than this are blips inside a spot window: shorter than a decision
+        step (the table cannot see them) and than a restart (waiting them out is cheap)."""
+        return min(self.grid[0] * 3600, job.overhead_s)
 
     def decide(self, job: JobView, at: Placement, zones: Sequence[ZoneView]) -> Decision:
         self._observe(zones, job.step_s)
@@ -215,7 +220,7 @@ class Spotrain(Policy):
         si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))), ti - 1)  # work left: at least one grid step
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
         edges = mdp.age_edges(T)  # the market state: in a window or an outage, and the age bucket of it
-        window, age = self.any_stats.state(min(delta * 3600, job.overhead_s))
+        window, age = self.any_stats.state(self._blip_s(job))
         k = mdp.bucket(age / 3600 / delta, edges)
         if window and zone is None and self._fit[3] is None:  # a young outage, but this market has no blips
             window, k = False, mdp.bucket(self.any_stats.age / 3600 / delta, edges)

@@ -279,8 +279,24 @@ def test_hazards_count_a_spell_still_going_on_as_exposure():
     edges = (0, 1, 2, 4)
     ended = mdp.hazards([0.5] * 5, edges, 1.0, prior_weight=1e-6)
     with_open = mdp.hazards([0.5] * 5, edges, 1.0, prior_weight=1e-6, censored_h=[3.5])
-    assert ended[0] == mdp.quantise_rate(5 / 2.5) and with_open[0] == mdp.quantise_rate(5 / 3.5)  # one more hour, no end
-    assert with_open[2] < ended[2]  # ages 2-4 h: only the open spell reached them, and it has not ended
+    # one more hour, no end (bucket 0 is an hour wide: the predictive rate over it)
+    assert ended[0] == mdp.quantise_rate(mdp.predictive_rate(5, 2.5, 1.0)) and with_open[0] == mdp.quantise_rate(mdp.predictive_rate(5, 3.5, 1.0))
+    # ages 2-4 h: only the open spell reached them, and it has not ended (default prior: a
+    # near-zero prior weight would make an unseen age's predictive hazard vanish either way)
+    assert mdp.hazards([0.5] * 5, edges, 1.0, censored_h=[3.5])[2] < mdp.hazards([0.5] * 5, edges, 1.0)[2]
+
+
+def test_predictive_hazard_discounts_rates_seen_little():
+    # 2 ends in 4 h: mean 0.5/h; survival of an hour is E[exp(-λ)] over Gamma(2, 4) = (4/5)^2
+    r = mdp.predictive_rate(2, 4.0, 1.0)
+    assert math.exp(-r) == pytest.approx((4 / 5) ** 2) and r < 0.5
+    assert mdp.predictive_rate(2000, 4000.0, 1.0) == pytest.approx(0.5, rel=1e-3)  # much exposure: the mean
+    # one window of 3 h, another of 40 h: the 2-4 h bucket's mean rate is 1 end / 3 h of exposure,
+    # but two windows are little to go on, and the rate the model uses is lower
+    edges = mdp.age_edges(64)
+    q = mdp.hazards([3.0, 40.0], edges, 0.5, prior_weight=1e-6)
+    k = mdp.bucket(2.0 / 0.5, edges)
+    assert q[k] < mdp.quantise_rate(1 / 3.0)
 
 
 def test_spells_join_windows_across_blips():

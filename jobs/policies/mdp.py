@@ -56,13 +56,23 @@ def bucket(age_steps: float, edges: tuple[int, ...]) -> int:
     return k
 
 
+def predictive_rate(ends: float, exposure_h: float, width_h: float) -> float:
+    """The constant rate whose survival over ``width_h`` hours equals the posterior predictive
+    survival of a Gamma(``ends``, ``exposure_h``) rate: (1 + w/b)^-a = exp(-r·w). Below the
+    posterior mean a/b, and the more so the less exposure backs it: uncertain rates make spells
+    a mixture, which outlasts any single one of its rates."""
+    w = max(width_h, 1e-9)
+    return ends / w * math.log1p(w / exposure_h)
+
+
 def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float = 1.0, prior_weight: float = 1.0,
             censored_h=()) -> tuple[int, ...]:
     """Quantised hazard rate (per hour, ``quantise_rate``) of each age bucket: spells that ended
     in the bucket over the hours spells spent in it. ``censored_h``: spells still going on, which
     add exposure but no end. Each bucket is pulled towards the rate of the bucket before it by
     ``prior_weight`` spells' worth of pseudo-exposure (the first towards a spell of
-    ``prior_mean_h``), so ages never seen keep the tail of those that were."""
+    ``prior_mean_h``), so ages never seen keep the tail of those that were. The rate given is the
+    posterior predictive one (``predictive_rate``): an age seen little is not taken at its mean."""
     arr = np.asarray(lengths_h, dtype=float)
     cen = np.asarray(censored_h, dtype=float)
     out = []
@@ -73,8 +83,8 @@ def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float
         exposure = float(np.clip(arr - a, 0.0, b - a).sum()) + float(np.clip(cen - a, 0.0, b - a).sum())
         ends = float(((arr >= a) & (arr < b)).sum()) if arr.size else 0.0
         pseudo = prior_weight / rate  # hours of exposure at the prior rate that make prior_weight ends
-        rate = (ends + prior_weight) / (exposure + pseudo)
-        out.append(quantise_rate(rate))
+        rate = (ends + prior_weight) / (exposure + pseudo)  # the posterior mean, which the next bucket's prior takes
+        out.append(quantise_rate(predictive_rate(ends + prior_weight, exposure + pseudo, b - a if b < math.inf else max(a, delta))))
     return tuple(out)
 
 

@@ -367,3 +367,42 @@ def test_timeline_steps_express_the_overhead(tmp_path):
     assert h.zones[0].up == (600.0,) and h.zones[0].down == (600.0,) and (h.zones[0].current, h.zones[0].current_s) == (True, 600.0)
     closed = traces.history(scn, 3, open_end=False)  # a market's statistics: every spell finished
     assert closed.zones[0].up == (600.0, 600.0) and closed.zones[0].current is None
+
+
+def test_spotrain_grid_steps_sets_the_decision_table_resolution():
+    from spotrain.jobs.policies.base import JobView, Placement, ZoneView
+
+    job = JobView(8 * 3600, 8 * 3600, 0.0, 10 * 3600, 0.1 * 3600, 60.0)
+    zones = [ZoneView("z", True, 0.97, 3.06)]
+    for steps in (50, 200):
+        p = make("spotrain", grid_steps=steps)
+        p.decide(job, Placement(), zones)
+        assert p.grid[0] == pytest.approx(10 / steps)  # hours per step: the deadline over the steps
+        assert p.grid[1] == steps + 1
+    with pytest.raises(ValueError, match="grid_steps=5"):
+        make("spotrain", grid_steps=5)
+
+
+def test_renewal_surrogate_keeps_the_spells_and_loses_their_order():
+    """benchmarks/spot_policy_limit.py's surrogate: the same up and down spells, shuffled."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.spot_policy_limit import renewal
+
+    rng = np.random.default_rng(3)
+    avail = np.repeat(np.arange(40) % 2 == 0, rng.integers(1, 30, size=40)).astype(np.int64)
+    scn = traces.Scenario("s", ("z",), avail[None, :], np.full((1, avail.size), np.nan), 60.0)
+
+    def spells(a):
+        cuts = np.concatenate([[0], np.flatnonzero(np.diff(a)) + 1, [a.size]])
+        return [(int(a[i]), int(j - i)) for i, j in zip(cuts[:-1], cuts[1:])]
+
+    before, after = spells(avail), spells(renewal(scn, seed=0).avail[0])
+    assert [s for s, _ in after] == [s for s, _ in before]  # up and down still alternate, from the same side
+    for side in (0, 1):
+        assert sorted(n for s, n in after if s == side) == sorted(n for s, n in before if s == side)
+    assert after != before
+    assert np.array_equal(renewal(scn, seed=0).avail, renewal(scn, seed=0).avail)  # seeded

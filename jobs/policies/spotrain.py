@@ -137,7 +137,10 @@ class Spotrain(Policy):
     deadline_safe = True
     multi_zone = True
 
-    def __init__(self) -> None:
+    def __init__(self, grid_steps: int = GRID_STEPS) -> None:
+        if grid_steps < 10:
+            raise ValueError(f"grid_steps={grid_steps}: the decision table needs at least 10 steps along the deadline")
+        self.grid_steps = grid_steps
         self.zone_stats: list[Spells] = []
         self.any_stats = Spells()
         self.grid: tuple[float, int, int] | None = None
@@ -174,7 +177,7 @@ class Spotrain(Policy):
 
     def table_for(self, job: JobView, spot_price: float, od_price: float):
         if self.grid is None:  # fixed for the job: the deadline and the slack it starts with
-            delta = max((job.elapsed_s + job.time_left_s) / 3600 / GRID_STEPS, job.step_s / 3600)
+            delta = max((job.elapsed_s + job.time_left_s) / 3600 / self.grid_steps, job.step_s / 3600)
             self.grid = (delta, int(math.ceil(job.time_left_s / 3600 / delta)) + 1, int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1)
         delta, T, S = self.grid
         edges = mdp.age_edges(T)

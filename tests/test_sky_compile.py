@@ -139,6 +139,40 @@ def test_event_mirror_is_what_the_backend_parses(tmp_path, monkeypatch, capsys):
     assert code == 143
 
 
+def _node_log(lines: int) -> list[str]:
+    """A node's log as SkyPilot serves it: event lines (each with its own time) among plain lines
+    that repeat (blank lines, a warning printed every step)."""
+    out = []
+    for i in range(lines):
+        if i % 3 == 0:
+            out.append(f"(task, pid=7) {EVENT_MARK}" + json.dumps({"event": "step", "step": i, "time": 1000.0 + i}) + "\n")
+        else:
+            out.append("(task, pid=7) UserWarning: the same warning every step\n" if i % 3 == 1 else "\n")
+    return out
+
+
+def test_log_pulls_join_the_tail_to_the_copy_they_have():
+    from spotrain.launcher.backends.skypilot import join_tail
+
+    log, n = _node_log(300), 40
+    for have_len, now_len in ((100, 100), (100, 101), (100, 130), (100, 138), (5, 30), (299, 300)):
+        have, now = "".join(log[:have_len]), log[:now_len]
+        assert join_tail(have, "".join(now[-n:]), n) == "".join(now), (have_len, now_len)
+        # the last pull cut a line short: the tail brings it whole
+        cut = have + log[have_len][:9]
+        assert join_tail(cut, "".join(now[-n:]), n) == "".join(now) or now_len == have_len
+    # more new lines than the tail holds: no seam, pull the whole log
+    assert join_tail("".join(log[:100]), "".join(log[200 - n:200]), n) is None
+    # fewer lines than asked for: the tail is the whole log
+    assert join_tail("".join(log[:10]), "".join(log[:20]), n) == "".join(log[:20])
+    # a tail whose overlap has no event line could join in several places: pull the whole log
+    plain = ["x\n", "y\n"] * 50
+    assert join_tail("".join(plain[:60]), "".join(plain[-n:]), n) is None
+    # a copy that is not a prefix of the log (a rewritten log): no seam
+    other = [l.replace("pid=7", "pid=8") for l in log]
+    assert join_tail("".join(other[:100]), "".join(log[110 - n:110]), n) is None
+
+
 # ---------------------------------------------------------------------------- the CLI
 def _dry_run(recipe: Path, *extra: str, env: dict | None = None):
     return spotrain("launch", str(recipe), "--backend", "sky", "--dry-run", "--no-live", *extra, env=env)

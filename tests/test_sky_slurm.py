@@ -144,7 +144,8 @@ def _run_preempted(controller: str, tmp_path: Path, skylocal: dict, moto_endpoin
     home = tmp_path / "spotrain-home"
     # each controller poll is two SkyPilot requests (job status, logs), each an SSH round trip and a
     # Python on the node (~1.5 CPU-s here): two jobs polled every 3 s took most of a core
-    env = {**skylocal, **creds, "SPOTRAIN_HOME": str(home), "SPOTRAIN_SKY_PYTHON": SKY_PY, "SPOTRAIN_SKY_POLL": "10"}
+    env = {**skylocal, **creds, "SPOTRAIN_HOME": str(home), "SPOTRAIN_SKY_PYTHON": SKY_PY, "SPOTRAIN_SKY_POLL": "10",
+           "SPOTRAIN_SKY_TAIL_LINES": "20"}  # log pulls join short tails to the copy (or fall back to the whole log)
     env.pop("SKY_RUNTIME_DIR", None)
     full_env = {k: v for k, v in {**os.environ, **env}.items() if k != "SKY_RUNTIME_DIR"}
     t0 = time.time()

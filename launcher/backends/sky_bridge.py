@@ -157,7 +157,7 @@ def op_logs(req: dict) -> dict:
     _ensure_server()
     buf = io.StringIO()
     with contextlib.redirect_stdout(sys.stderr):
-        sky.tail_logs(req["cluster"], int(req["job_id"]), follow=False, output_stream=buf)
+        sky.tail_logs(req["cluster"], int(req["job_id"]), follow=False, tail=int(req.get("tail", 0)), output_stream=buf)
     return {"text": buf.getvalue()}
 
 

@@ -32,6 +32,7 @@ from .base import AttemptState, Backend, ProvisionError
 
 SKY_ENV = {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "AWS_EC2_METADATA_DISABLED": "true"}
 POLL_SECONDS = float(os.environ.get("SPOTRAIN_SKY_POLL", "5"))
+TAIL_LINES = int(os.environ.get("SPOTRAIN_SKY_TAIL_LINES", "2000"))  # a pull asks for the log's last lines and joins them to its copy
 SETUP_FAILED = 2
 _MANAGED_DONE = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED", None}
 
@@ -143,6 +144,34 @@ def parse_log(text: str) -> tuple[list[str], int | None]:
             except (ValueError, IndexError):
                 pass
     return events, code
+
+
+def join_tail(have: str, tail: str, n: int) -> str | None:
+    """The log now, from the copy pulled before (``have``) and the log's last ``n`` lines now
+    (``tail``), or None when the whole log must be pulled instead.
+
+    The seam is found through an anchor: the tail's first complete event line, which carries
+    its own timestamp and so occurs once in a log. It must occur exactly once in the copy too,
+    and the copy from the seam on must equal the tail's start. Otherwise — more than ``n``
+    lines came since the last pull, no event in the overlap, the log was rewritten — there is
+    no safe seam. A copy's last line without its newline was cut short by the last pull: the
+    tail brings it whole."""
+    new = tail.splitlines(keepends=True)
+    if len(new) < n:
+        return tail  # fewer lines than asked for: the tail is the whole log
+    old = have.splitlines(keepends=True)
+    if old and not old[-1].endswith("\n"):
+        old.pop()
+    anchor = next((i for i, line in enumerate(new) if EVENT_MARK in line and line.endswith("\n")), None)
+    if anchor is None:
+        return None
+    at = [i for i, line in enumerate(old) if line == new[anchor]]
+    if len(at) != 1 or new.count(new[anchor]) != 1:
+        return None
+    p = at[0] - anchor
+    if p < 0 or len(old) - p > len(new) or old[p:] != new[: len(old) - p]:
+        return None
+    return "".join(old[:p] + new)
 
 
 class SkyBackend(Backend):
@@ -295,7 +324,7 @@ class SkyBackend(Backend):
             if handle.get("managed"):
                 text = self.bridge.call("jobs_logs", job_id=handle["job_id"])["text"]
             else:
-                text = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"])["text"]
+                text = self._cluster_log(handle)
         except SkyError:
             return  # the cluster is gone: keep what we have
         if "already in terminal state" in text and EVENT_MARK not in text:
@@ -308,6 +337,18 @@ class SkyBackend(Backend):
             _write(d / "events.jsonl", "".join(e + "\n" for e in events))
         if code is not None:
             handle["exit_code"] = code
+
+    def _cluster_log(self, handle: dict) -> str:
+        """The job's whole log: the last ``TAIL_LINES`` lines joined to the copy pulled before
+        (a multi-day job's log is megabytes; a pull every few seconds should not move all of
+        it), or the whole log when they do not join."""
+        have = _read(Path(handle["log"]))
+        if have:
+            tail = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"], tail=TAIL_LINES)["text"]
+            joined = join_tail(have, tail, TAIL_LINES)
+            if joined is not None:
+                return joined
+        return self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"])["text"]
 
     # ------------------------------------------------------------------ stopping
     def preempt(self, handle: dict) -> None:
@@ -386,6 +427,13 @@ def _size(p: Path) -> int:
         return p.stat().st_size
     except OSError:
         return 0
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text()
+    except OSError:
+        return ""
 
 
 def _lines(p: Path) -> int:

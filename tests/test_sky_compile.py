@@ -165,6 +165,9 @@ def test_log_pulls_join_the_tail_to_the_copy_they_have():
     assert join_tail("".join(log[:100]), "".join(log[200 - n:200]), n) is None
     # fewer lines than asked for: the tail is the whole log
     assert join_tail("".join(log[:10]), "".join(log[:20]), n) == "".join(log[:20])
+    # ... but never one shorter than the copy: SkyPilot prints nothing for a tail that lies past a
+    # start mark it did not see (a long setup log before the run): pull the whole log
+    assert join_tail("".join(log[:10]), "", n) is None
     # a tail whose overlap has no event line could join in several places: pull the whole log
     plain = ["x\n", "y\n"] * 50
     assert join_tail("".join(plain[:60]), "".join(plain[-n:]), n) is None

@@ -157,8 +157,8 @@ def join_tail(have: str, tail: str, n: int) -> str | None:
     no safe seam. A copy's last line without its newline was cut short by the last pull: the
     tail brings it whole."""
     new = tail.splitlines(keepends=True)
-    if len(new) < n:
-        return tail  # fewer lines than asked for: the tail is the whole log
+    if len(new) < n:  # fewer lines than asked for: the whole log — unless it is shorter than the copy,
+        return tail if len(tail) >= len(have) else None  # as when SkyPilot skips a tail before its start mark
     old = have.splitlines(keepends=True)
     if old and not old[-1].endswith("\n"):
         old.pop()

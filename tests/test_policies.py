@@ -406,3 +406,26 @@ def test_renewal_surrogate_keeps_the_spells_and_loses_their_order():
         assert sorted(n for s, n in after if s == side) == sorted(n for s, n in before if s == side)
     assert after != before
     assert np.array_equal(renewal(scn, seed=0).avail, renewal(scn, seed=0).avail)  # seeded
+
+
+def test_known_window_market_sees_the_runs_own_future():
+    """benchmarks/spot_policy_limit.py's non-causal bound: spells of the week before the start and of
+    the run's own window count; spells after the window do not, nor does the wrap-around."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.spot_policy_limit import known_window
+
+    gap = 3600.0  # one tick per hour
+    # 200 h before the start (only the last 168 h are in the history), a 10 h window, then more
+    avail = np.concatenate([np.tile([1, 1, 0], 70)[:200], [1] * 4 + [0] * 2 + [1] * 4, [0] * 7 + [1] * 50])
+    scn = traces.Scenario("s", ("z",), avail[None, :].astype(np.int64), np.full((1, avail.size), np.nan), gap)
+    past = traces.history(scn, 200)
+    m = known_window(scn, 200, 10.0, past)
+    assert m.any.current == past.any.current and m.any.current_s == past.any.current_s
+    ups, downs = sorted(m.any.up), sorted(m.any.down)
+    assert 4 * gap in ups and 2 * gap in downs  # the window's own spells
+    assert 7 * gap not in downs and 50 * gap not in ups  # nothing after the window
+    assert sum(ups) + sum(downs) == (168 + 10) * gap  # exactly the week before and the window

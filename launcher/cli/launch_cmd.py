@@ -22,6 +22,23 @@ def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
     return [dict(c.__dict__) for c in sorted(spot + od, key=lambda c: (c.cost, c.hourly))]
 
 
+def plan_offers(loaded, backend: str, prices=None, live: bool = True, dry_run: bool = False, quiet: bool = False):
+    """Price the recipe and pick the job's offers: (offers, best, sky), best first; ``sky`` is the
+    SkyPilot side's preparation (None on the local backend, and nothing more with ``dry_run``)."""
+    from spotrain.pricing.planner import plan
+
+    cat = load_catalog(prices, live=live, quiet=quiet)
+    p = plan(loaded.recipe, cat.table, loaded.base_dir)
+    offers = offers_for_job(p.candidates)
+    best = offers[0]
+    sky = None
+    if backend == "sky":
+        sky = sky_launch.prepare(loaded, offers, dry_run=dry_run)
+        if not dry_run and sky["mode"] == "skypilot":
+            offers = [sky_launch.managed_offer(offers)]
+    return offers, best, sky
+
+
 @click.command()
 @click.argument("file", type=click.Path(path_type=str))
 @click.argument("overrides", nargs=-1)
@@ -44,7 +61,6 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
     """Launch recipe FILE as a job on the cheapest fitting offer; survive preemptions; stop at the budget."""
     from spotrain.jobs import service
     from spotrain.jobs.preemption import load_trace, parse_seconds
-    from spotrain.pricing.planner import plan
 
     loaded = load_recipe(file, overrides)
     r = loaded.recipe
@@ -62,17 +78,9 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
     if preempt_trace:
         load_trace(preempt_trace)
         options["preempt_trace"] = str(preempt_trace.resolve())
-    cat = load_catalog(prices, live=not no_live)
-    p = plan(r, cat.table, loaded.base_dir)
-    offers = offers_for_job(p.candidates)
-    best = offers[0]
-    sky = None
-    if backend == "sky":
-        sky = sky_launch.prepare(loaded, offers, dry_run=dry_run)
-        if dry_run:
-            return
-        if sky["mode"] == "skypilot":
-            offers = [sky_launch.managed_offer(offers)]
+    offers, best, sky = plan_offers(loaded, backend, prices, live=not no_live, dry_run=dry_run)
+    if dry_run:
+        return
     emulated = " — emulated on this machine at this offer's price" if backend == "local" else ""
     gpu = f"{best['accelerator']}:{best['count']:g}" if best["accelerator"] else f"{best['vcpus']:g} vCPU"
     click.echo(f"plan: {best['cloud']}/{best['region']} {best['instance']} ({gpu}, {'spot' if best['spot'] else 'on-demand'}) "

@@ -12,7 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from spotrain.errors import SpotrainError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -88,16 +88,52 @@ class Event(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+class Schedule(Base):
+    """A recipe retrained on a cron or interval trigger, under budgets per run, per month and in total."""
+
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    recipe_path: Mapped[str] = mapped_column(Text)  # absolute; read again at every run (edit it to change the next runs)
+    overrides: Mapped[list] = mapped_column(JSON)
+    backend: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[dict] = mapped_column(JSON)  # {"cron": "0 3 * * 1"} or {"every": seconds}
+    timezone: Mapped[str] = mapped_column(String(64))  # of the cron fields and of the budget month
+    max_cost_per_run: Mapped[float | None] = mapped_column(Float, nullable=True)
+    monthly_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    allow_overlap: Mapped[bool] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Integer, default=1)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class ScheduleRun(Base):
+    """Every time a schedule fired: the job it launched with its cap, or why it launched none."""
+
+    __tablename__ = "schedule_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id"), index=True)
+    time: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))  # launched | skipped | failed
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
+    cap: Mapped[float | None] = mapped_column(Float, nullable=True)  # the budget.max_cost the job got
+    message: Mapped[str] = mapped_column(Text, default="")
+
+
 class SchemaVersion(Base):
     __tablename__ = "schema_version"
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 def _v1(conn) -> None:
-    Base.metadata.create_all(conn)
+    Base.metadata.create_all(conn, tables=[t.__table__ for t in (Job, Attempt, LedgerEntry, Event, SchemaVersion)])
 
 
-MIGRATIONS = [(1, _v1)]  # (version it brings the database to, function of a connection)
+def _v2(conn) -> None:  # schedules
+    Base.metadata.create_all(conn, tables=[Schedule.__table__, ScheduleRun.__table__])
+
+
+MIGRATIONS = [(1, _v1), (2, _v2)]  # (version it brings the database to, function of a connection)
 
 
 def default_url() -> str:

@@ -141,7 +141,7 @@ class SpotrainApp(App):
         total = sum(r.spend for r in self.rows)
         live = sum(not r.terminal for r in self.rows)
         emulated = " (some emulated)" if any(r.emulated for r in self.rows) else ""
-        self.sub_title = f"{len(self.rows)} jobs, {live} live · spent {money(total)}{emulated}"
+        self.sub_title = f"{len(self.rows)} job{'' if len(self.rows) == 1 else 's'}, {live} live · spent {money(total)}{emulated}"
         if not self.rows:
             self.selected = None
         elif self.selected not in {r.id for r in self.rows}:

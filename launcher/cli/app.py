@@ -13,7 +13,7 @@ import click
 from spotrain import __version__
 from spotrain.errors import SpotrainError
 
-from . import catalog_cmd, gpus_cmd, jobs_cmd, launch_cmd, plan_cmd, recipe_cmd, run_cmd, simulate_cmd, tui_cmd
+from . import catalog_cmd, gpus_cmd, jobs_cmd, launch_cmd, plan_cmd, recipe_cmd, run_cmd, schedule_cmd, simulate_cmd, tui_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,6 +30,8 @@ cli.add_command(catalog_cmd.catalog)
 cli.add_command(launch_cmd.launch)
 cli.add_command(simulate_cmd.simulate)
 cli.add_command(tui_cmd.tui)
+cli.add_command(schedule_cmd.schedule)
+cli.add_command(schedule_cmd.scheduler)
 for _cmd in (jobs_cmd.status, jobs_cmd.logs, jobs_cmd.cancel, jobs_cmd.preempt, jobs_cmd.events, jobs_cmd.cost, jobs_cmd.controller):
     cli.add_command(_cmd)
 

@@ -4,8 +4,9 @@ Budget rule (pure, ``run_cap``): a run may only be launched with a cap (its
 ``budget.max_cost``) that fits every limit of its schedule *counting what earlier runs may still
 spend*. A finished run counts what it spent; a live run counts its whole cap (it may yet spend
 it). A run's cost counts in the month it was launched (in the schedule's time zone), so a month's
-runs together never pass the monthly budget, and all runs never pass the total one — whatever
-the runs do, since each one's own cap stops it. Time is a parameter everywhere.
+runs together stay within the monthly budget, and all runs within the total one — whatever the
+runs do, since each one's own cap stops it (up to the one billing tick by which any job may pass
+its cap). Time is a parameter everywhere.
 """
 
 from __future__ import annotations

@@ -320,3 +320,21 @@ def test_cli_refuses_an_unknown_job_in_one_line():
     assert r.returncode != 0
     assert r.stderr.strip().splitlines() == ["error: no job 987654 — see `spotrain status` for job ids"]
     assert "Traceback" not in r.stderr + r.stdout
+
+
+@pilot_test
+async def test_header_shows_what_the_schedules_committed_this_month(store, tmp_path):
+    from spotrain.jobs import schedules
+
+    now = T0 + 3600
+    a = schedules.add(store, name="nightly", recipe_path=str(tmp_path / "r.yaml"), overrides=[], backend="local",
+                      trigger={"cron": "0 3 * * *"}, timezone="UTC", max_cost_per_run=None, monthly_budget=10.0, total_budget=None,
+                      allow_overlap=False, now=T0)
+    schedules.add(store, name="weekly", recipe_path=str(tmp_path / "r.yaml"), overrides=[], backend="local",
+                  trigger={"every": 604800.0}, timezone="UTC", max_cost_per_run=None, monthly_budget=5.0, total_budget=None,
+                  allow_overlap=False, now=T0)
+    schedules.record(store, a, T0, "launched", 1, 1.0)  # finished: counts what it spent
+    schedules.record(store, a, T0, "launched", 2, 2.0)  # live: counts its whole cap
+    app = _app(store)
+    async with app.run_test(size=(140, 44)):
+        assert f"2 schedules: ${store.spend(1) + 2.0:.2f} of $15.00 committed this month" in app.sub_title

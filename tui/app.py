@@ -141,7 +141,12 @@ class SpotrainApp(App):
         total = sum(r.spend for r in self.rows)
         live = sum(not r.terminal for r in self.rows)
         emulated = " (some emulated)" if any(r.emulated for r in self.rows) else ""
-        self.sub_title = f"{len(self.rows)} job{'' if len(self.rows) == 1 else 's'}, {live} live · spent {money(total)}{emulated}"
+        sub = f"{len(self.rows)} job{'' if len(self.rows) == 1 else 's'}, {live} live · spent {money(total)}{emulated}"
+        sched = model.schedule_summary(self.store, now)
+        if sched is not None:
+            sub += (f" · {sched.active} schedule{'' if sched.active == 1 else 's'}: {money(sched.month_committed)}"
+                    + (f" of {money(sched.monthly_budget)}" if sched.monthly_budget is not None else "") + " committed this month")
+        self.sub_title = sub
         if not self.rows:
             self.selected = None
         elif self.selected not in {r.id for r in self.rows}:

@@ -224,3 +224,25 @@ def _redone(train: list[Point], restored: dict[int, int], clock: SpendClock, sta
         passed = [p for p in pts if p.step <= back_to]
         cost += max(0.0, last.spend - (passed[-1].spend if passed else clock.at(starts[a])))
     return steps, cost
+
+
+@dataclass(frozen=True)
+class ScheduleSummary:
+    active: int  # enabled schedules
+    month_committed: float  # what their runs launched this month spent or may still spend
+    monthly_budget: float | None  # the sum of their monthly budgets (None when one has none)
+
+
+def schedule_summary(store: Store, now: float) -> ScheduleSummary | None:
+    """The money side of the enabled schedules this month; None when there are none."""
+    from spotrain.jobs import schedules
+
+    active = [sc for sc in schedules.all_schedules(store) if sc.enabled]
+    if not active:
+        return None
+    committed, budgets = [], []
+    for sc in active:
+        past = [r for _, r in schedules.past_runs(store, sc.id)]
+        committed.append(schedules.committed(past, schedules.month_start(now, sc.timezone)))
+        budgets.append(sc.monthly_budget)
+    return ScheduleSummary(len(active), math.fsum(committed), None if None in budgets else math.fsum(budgets))

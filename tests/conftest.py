@@ -89,6 +89,35 @@ def spotrain_popen(*args: str, env: dict | None = None, cwd: Path | None = None)
                             text=True, env=full_env, cwd=cwd or ROOT)
 
 
+LAB_CATALOG = Path(__file__).parent / "fixtures" / "catalog" / "v8"
+LAB_PRICES = "offers:\n  - {cloud: lab, region: lab-1, instance: box, vcpus: 8, memory_gb: 32, price: 3.6, spot_price: 1.8}\n"
+
+
+def lab_home(tmp_path: Path, monkeypatch, **extra: str) -> dict:
+    """A fresh SPOTRAIN_HOME whose only cloud is "lab" (one 8-vCPU box: $3.60/h, spot $1.80/h),
+    with fast controller heartbeats; set for this test and returned for subprocesses."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "prices.yaml").write_text(LAB_PRICES)
+    env = {"SPOTRAIN_HOME": str(home), "SPOTRAIN_CATALOG_DIR": str(LAB_CATALOG), "SPOTRAIN_HEARTBEAT_STALE": "3", **extra}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+def wait(pred, timeout: float = 180.0, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy (returned), or fail after ``timeout`` s."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     import socket
 

@@ -17,22 +17,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, spotrain, tiny_recipe
-
-FIXTURE = Path(__file__).parent / "fixtures" / "catalog" / "v8"
-PRICES = "offers:\n  - {cloud: lab, region: lab-1, instance: box, vcpus: 8, memory_gb: 32, price: 3.6, spot_price: 1.8}\n"
+from conftest import ROOT, lab_home, spotrain, tiny_recipe, wait
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "prices.yaml").write_text(PRICES)
-    e = {"SPOTRAIN_HOME": str(home), "SPOTRAIN_CATALOG_DIR": str(FIXTURE), "SPOTRAIN_HEARTBEAT_STALE": "3",
-         "SPOTRAIN_STEP_SLEEP": "0.045", "PYTHONPATH": str(Path(__file__).parent)}
-    for k, v in e.items():
-        monkeypatch.setenv(k, v)
-    return e
+    return lab_home(tmp_path, monkeypatch, SPOTRAIN_STEP_SLEEP="0.045", PYTHONPATH=str(Path(__file__).parent))
 
 
 def write(tmp_path: Path, recipe: dict, name="r.yaml") -> Path:
@@ -46,16 +36,6 @@ def store():
     from spotrain.jobs.service import open_store
 
     return open_store()
-
-
-def wait(pred, timeout=180.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def job_status(job_id: int) -> str:
@@ -179,6 +159,7 @@ def test_ten_concurrent_launches_keep_every_row(env, tmp_path, monkeypatch):
         assert c.execute(text("PRAGMA integrity_check")).scalar() == "ok"
 
 
+@pytest.mark.xdist_group("cpu-timed")  # not beside test_scheduler's job bursts: their load outruns the stop estimate
 def test_budget_cap_stops_gracefully_with_a_usable_checkpoint(env, tmp_path):
     """The cap is reached mid-training: the graceful stop starts before it (save estimate + ticks),
     the checkpoint is usable, spend stays within the cap. The cap is lowered to what is spent plus

@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from spotrain.errors import SpotrainError
 from spotrain.jobs.store import Store
+from spotrain.launcher.cli import render
 
 from . import chart, model
 
@@ -32,13 +33,7 @@ SPOT, ON_DEMAND, EVAL, BUDGET, SPEND = "green", "yellow", "magenta", "red", "cya
 def money(x: float | None) -> str:
     if x is None:
         return "-"
-    if x == 0:
-        return "$0"
-    if x >= 100:
-        return f"${x:,.0f}"
-    if x >= 1:
-        return f"${x:,.2f}"
-    return f"${x:.4f}"
+    return "$0" if x == 0 else render.money(x)
 
 
 def duration(seconds: float) -> str:

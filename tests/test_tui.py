@@ -148,6 +148,21 @@ def test_a_line_being_written_is_not_read(tmp_path):
     assert model.read_events(tmp_path / "missing.jsonl") == []
 
 
+def test_event_reader_parses_only_what_was_appended_and_rereads_a_rewritten_file(tmp_path):
+    p = tmp_path / "events.jsonl"
+    read = model.EventReader()
+    assert read(p) == []
+    p.write_text('{"step":1}\n{"step":2}\n{"st')
+    first = read(p)
+    assert [e["step"] for e in first] == [1, 2]
+    with open(p, "a") as fh:
+        fh.write('ep":3}\n{"step":4}\n')
+    assert [e["step"] for e in read(p)] == [1, 2, 3, 4]  # the half line completed, nothing parsed twice
+    assert read(p) is first  # the same list, grown in place: no re-parse
+    p.write_text('{"step":9}\n')  # rewritten (shorter)
+    assert [e["step"] for e in read(p)] == [9]
+
+
 def test_spend_clock_is_exact_inside_and_between_entries():
     class E:
         def __init__(self, start, end, amount):

@@ -101,6 +101,7 @@ class SpotrainApp(App):
         self._armed: tuple[str, int] | None = None  # an action pressed once, waiting for its confirmation
         self.rows: list[model.JobRow] = []
         self.detail: model.JobDetail | None = None
+        self.read = model.EventReader()  # parses only what the event logs gained since the last refresh
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -128,7 +129,7 @@ class SpotrainApp(App):
     # ------------------------------------------------------------------ data
     def refresh_data(self) -> None:
         now = self.clock()
-        self.rows = model.job_rows(self.store)
+        self.rows = model.job_rows(self.store, self.read)
         table = self.query_one("#jobs", DataTable)
         table.clear()
         for r in self.rows:
@@ -177,7 +178,7 @@ class SpotrainApp(App):
             self.query_one("#attempts", DataTable).clear()
             self.query_one("#events", Static).update("")
             return
-        self.detail = d = model.job_detail(self.store, self.selected)
+        self.detail = d = model.job_detail(self.store, self.selected, read=self.read)
         summary.update(self._summary(d, self.clock()))
         self._draw_charts()
         att = self.query_one("#attempts", DataTable)

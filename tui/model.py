@@ -93,21 +93,42 @@ def _total_steps(recipe_yaml: str) -> int | None:
         return None
 
 
-def read_events(path: Path) -> list[dict]:
-    """Complete lines of an attempt's events.jsonl (a line still being written is skipped)."""
-    out = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break
+class EventReader:
+    """Complete lines of attempts' events.jsonl files, read incrementally: each call parses only
+    what was appended since the last (a multi-day job's log is tens of megabytes and the screen
+    refreshes every few seconds). A file that shrank was rewritten: it is read again from the
+    start. A line still being written is left for the next call."""
+
+    def __init__(self):
+        self._seen: dict[Path, tuple[int, list[dict]]] = {}
+
+    def __call__(self, path: Path) -> list[dict]:
+        offset, events = self._seen.get(path, (0, []))
+        try:
+            size = path.stat().st_size
+        except OSError:
+            self._seen.pop(path, None)
+            return []
+        if size < offset:
+            offset, events = 0, []
+        if size > offset:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read(size - offset)
+            end = chunk.rfind(b"\n") + 1
+            for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
                 try:
-                    out.append(json.loads(line))
+                    events.append(json.loads(line))
                 except json.JSONDecodeError:
                     continue
-    except OSError:
-        pass
-    return out
+            offset += end
+        self._seen[path] = (offset, events)
+        return events
+
+
+def read_events(path: Path) -> list[dict]:
+    """Complete lines of one events.jsonl, read whole (a line still being written is skipped)."""
+    return EventReader()(path)
 
 
 class SpendClock:
@@ -135,9 +156,9 @@ class SpendClock:
         return min(done + part, self.total)
 
 
-def _row(store: Store, job, attempts) -> JobRow:
+def _row(store: Store, job, attempts, read=read_events) -> JobRow:
     cur = attempts[-1] if attempts else None
-    prog = _last_step(cur)
+    prog = _last_step(cur, read)
     placement = "-"
     if cur is not None:
         placement = f"{'spot' if cur.spot else 'on-demand'} {cur.cloud}/{cur.region}"
@@ -146,23 +167,19 @@ def _row(store: Store, job, attempts) -> JobRow:
                   job.created, job.backend == "local")
 
 
-def _last_step(attempt) -> dict:
-    """The newest step event of an attempt (whole log read; the TUI refreshes every few seconds)."""
+def _last_step(attempt, read=read_events) -> dict:
+    """The newest step event of an attempt."""
     if attempt is None or not (attempt.handle or {}).get("dir"):
         return {}
-    last: dict = {}
-    for ev in read_events(Path(attempt.handle["dir"]) / "events.jsonl"):
-        if ev.get("event") == "step":
-            last = ev
-    return last
+    return next((ev for ev in reversed(read(Path(attempt.handle["dir"]) / "events.jsonl")) if ev.get("event") == "step"), {})
 
 
-def job_rows(store: Store) -> list[JobRow]:
-    """One row per job, newest first."""
-    return [_row(store, j, store.attempts(j.id)) for j in reversed(store.jobs())]
+def job_rows(store: Store, read=read_events) -> list[JobRow]:
+    """One row per job, newest first. ``read``: an EventReader to keep between refreshes."""
+    return [_row(store, j, store.attempts(j.id), read) for j in reversed(store.jobs())]
 
 
-def job_detail(store: Store, job_id: int, max_events: int = 200) -> JobDetail:
+def job_detail(store: Store, job_id: int, max_events: int = 200, read=read_events) -> JobDetail:
     job = store.job(job_id)
     attempts = store.attempts(job_id)
     clock = SpendClock(store.ledger(job_id))
@@ -174,7 +191,7 @@ def job_detail(store: Store, job_id: int, max_events: int = 200) -> JobDetail:
         d = (a.handle or {}).get("dir")
         if not d:
             continue
-        for ev in read_events(Path(d) / "events.jsonl"):
+        for ev in read(Path(d) / "events.jsonl"):
             kind = ev.get("event")
             if kind == "checkpoint_restored" and "step" in ev:
                 restored[a.number] = int(ev["step"])
@@ -198,7 +215,7 @@ def job_detail(store: Store, job_id: int, max_events: int = 200) -> JobDetail:
         run += e.amount
         curve.append((e.end, run))
     evs = store.events(job_id)[-max_events:]
-    return JobDetail(_row(store, job, attempts), tuple(train), tuple(val), tuple(curve), tuple(rows),
+    return JobDetail(_row(store, job, attempts, read), tuple(train), tuple(val), tuple(curve), tuple(rows),
                      tuple((e.time, e.kind, e.message) for e in evs), math.fsum(r.on_demand_cost for r in rows),
                      redone, redone_cost, tps)
 

@@ -20,7 +20,6 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from spotrain.errors import SpotrainError
@@ -39,20 +38,6 @@ def _home():
     return d
 
 
-@contextmanager
-def _schedule_lock(schedule_id: int):
-    """One fire of a schedule at a time on this machine: two could otherwise both see the same
-    budget left and together pass it."""
-    d = _home() / "locks"
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"schedule-{schedule_id}.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def fire(schedule_id: int, now: float | None = None) -> dict:
     """Launch one run of the schedule now, or record why not. Returns the recorded outcome.
     Never raises for a problem of the schedule (the daemon keeps going); it is recorded instead."""
@@ -65,50 +50,51 @@ def fire(schedule_id: int, now: float | None = None) -> dict:
     except SpotrainError as e:
         log.warning("%s", e)
         return {"outcome": "missing", "message": str(e)}
-    with _schedule_lock(schedule_id):
-        try:
-            out = _fire(store, sc, now)
-        except SpotrainError as e:
-            out = {"outcome": "failed", "message": str(e)}
-        except Exception as e:  # noqa: BLE001 — a broken run must not stop the daemon; the message is kept
-            out = {"outcome": "failed", "message": f"internal error: {type(e).__name__}: {e}"}
+    run_id = None
+    try:
+        out, run_id = _fire(store, sc, now)
+    except SpotrainError as e:
+        out = {"outcome": "failed", "message": str(e)}
+    except Exception as e:  # noqa: BLE001 — a broken run must not stop the daemon; the message is kept
+        out = {"outcome": "failed", "message": f"internal error: {type(e).__name__}: {e}"}
+    if run_id is None:
         schedules.record(store, schedule_id, now, out["outcome"], out.get("job"), out.get("cap"), out.get("message", ""))
+    else:  # the reservation made for this run becomes its record (a failed launch frees its cap)
+        schedules.settle(store, run_id, out["outcome"], out.get("job"), out.get("message", ""))
     if out["outcome"] == "launched":
         service.start_controller(out["job"])
     log.info("schedule %s (%s): %s %s", schedule_id, sc.name, out["outcome"], out.get("message", ""))
     return out
 
 
-def _fire(store, sc, now: float) -> dict:
+def _fire(store, sc, now: float) -> tuple[dict, int | None]:
+    """(outcome, id of the reservation row or None). The cap is decided and reserved in one write
+    transaction of the job database, with the schedule's row locked: fires of one schedule from any
+    process or host see each other's reservations, so two cannot both spend the same remainder."""
     from spotrain.launcher.cli.launch_cmd import plan_offers
     from spotrain.recipes.loader import load_recipe
 
     from . import service
 
     if not sc.enabled:
-        return {"outcome": "skipped", "message": "schedule is paused"}
-    past = schedules.past_runs(store, sc.id)
-    live = [job for job, r in past if r.live]
-    if live and not sc.allow_overlap:
-        return {"outcome": "skipped", "message": f"run {live[-1].id} is still {live[-1].status} (overlap not allowed)"}
+        return {"outcome": "skipped", "message": "schedule is paused"}, None
     loaded = load_recipe(sc.recipe_path, list(sc.overrides))
-    cap = schedules.run_cap(sc.max_cost_per_run, sc.monthly_budget, sc.total_budget, [r for _, r in past], now, sc.timezone,
-                            recipe_cap=loaded.recipe.budget.max_cost)
-    if cap.reason:
-        return {"outcome": "skipped", "message": cap.reason}
-    if cap.cap is not None:
-        loaded = load_recipe(sc.recipe_path, list(sc.overrides) + [f"budget.max_cost={cap.cap!r}"])
-    offers, best, sky = plan_offers(loaded, sc.backend, live=True, quiet=True)
-    if cap.cap is not None and best["cost"] > cap.cap:
-        return {"outcome": "skipped", "message": f"the cheapest estimate ${best['cost']:.4g} exceeds the ${cap.cap:.4g} this run "
-                                                 f"may spend ({cap.limit})"}
+    offers, best, sky = plan_offers(loaded, sc.backend, live=True, quiet=True)  # slow: before taking the lock
+    decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best["cost"])
+    if run_id is None:
+        return decided, None
+    cap = decided["cap"]
+    if cap is not None:
+        loaded = load_recipe(sc.recipe_path, list(sc.overrides) + [f"budget.max_cost={cap!r}"])
     options = dict(LOCAL_OPTIONS) if sc.backend == "local" else {}
-    job_id = service.create(store, loaded, sc.backend, offers, options, now, sky=sky)
+    try:
+        job_id = service.create(store, loaded, sc.backend, offers, options, now, sky=sky)
+    except Exception as e:
+        return {"outcome": "failed", "message": str(e) if isinstance(e, SpotrainError) else f"internal error: {e!r}"}, run_id
     where = f"{best['cloud']}/{best['region']} {best['instance']} {'spot' if best['spot'] else 'on-demand'}"
-    msg = f"job {job_id} on {where}" + (f", cap ${cap.cap:.4g} ({cap.limit})" if cap.cap is not None else ", no cap")
-    store.event(job_id, "schedule", f"launched by schedule {sc.id} ({sc.name})" + (f"; cap ${cap.cap:.4g} ({cap.limit})"
-                                                                                     if cap.cap is not None else ""), now)
-    return {"outcome": "launched", "job": job_id, "cap": cap.cap, "message": msg}
+    limit = f"cap ${cap:.4g} ({decided['limit']})" if cap is not None else "no cap"
+    store.event(job_id, "schedule", f"launched by schedule {sc.id} ({sc.name}); {limit}", now)
+    return {"outcome": "launched", "job": job_id, "cap": cap, "message": f"job {job_id} on {where}, {limit}"}, run_id
 
 
 # ---------------------------------------------------------------------- triggers

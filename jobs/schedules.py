@@ -150,14 +150,61 @@ def runs(store: Store, schedule_id: int) -> list[ScheduleRun]:
         return list(s.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id).order_by(ScheduleRun.id)))
 
 
-def past_runs(store: Store, schedule_id: int) -> list[tuple[Job, PastRun]]:
-    """The jobs a schedule launched, with what each spent (ledger sum) or may still spend."""
-    out = []
-    with store.session() as s:
-        rows = s.execute(select(ScheduleRun.cap, Job).join(Job, Job.id == ScheduleRun.job_id)
-                         .where(ScheduleRun.schedule_id == schedule_id, ScheduleRun.outcome == "launched")).all()
-        for cap, job in rows:
+def past_runs(store: Store, schedule_id: int, session=None) -> list[tuple[Job | None, PastRun]]:
+    """The runs a schedule launched, with what each spent (ledger sum) or may still spend; and
+    runs being launched right now (reserved, no job yet: live at their whole cap)."""
+    def query(s) -> list:
+        out = []
+        rows = s.execute(select(ScheduleRun, Job).outerjoin(Job, Job.id == ScheduleRun.job_id)
+                         .where(ScheduleRun.schedule_id == schedule_id, ScheduleRun.outcome.in_(("launched", "launching")))
+                         .order_by(ScheduleRun.id)).all()
+        for run, job in rows:
+            if job is None:
+                out.append((None, PastRun(run.time, True, 0.0, run.cap)))
+                continue
             amounts = s.scalars(select(LedgerEntry.amount).where(LedgerEntry.job_id == job.id)).all()
             live = not JobStatus(job.status).is_terminal()
-            out.append((job, PastRun(job.created, live, math.fsum(amounts), cap if cap is not None else job.max_cost)))
-    return out
+            out.append((job, PastRun(job.created, live, math.fsum(amounts), run.cap if run.cap is not None else job.max_cost)))
+        return out
+
+    if session is not None:
+        return query(session)
+    with store.session() as s:
+        return query(s)
+
+
+def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None, estimate: float) -> tuple[dict, int | None]:
+    """Decide a run of the schedule at ``now`` and, if it may start, reserve its cap: a
+    ``launching`` row that counts as a live run at its whole cap until ``settle``. One write
+    transaction with the schedule's row locked (SQLite takes the database's write lock at BEGIN),
+    so concurrent fires are serialized. Returns (outcome, reservation id or None when skipped)."""
+    with store.session() as s, s.begin():
+        sc = s.get(Schedule, schedule_id, with_for_update=True)
+        if sc is None:
+            raise SpotrainError(f"no schedule {schedule_id} — see `spotrain schedule list`")
+        past = past_runs(store, schedule_id, session=s)
+        live = [(job, r) for job, r in past if r.live]
+        if live and not sc.allow_overlap:
+            job = live[-1][0]
+            what = f"run {job.id} is still {job.status}" if job is not None else "another fire is launching a run"
+            return {"outcome": "skipped", "message": f"{what} (overlap not allowed)"}, None
+        cap = run_cap(sc.max_cost_per_run, sc.monthly_budget, sc.total_budget, [r for _, r in past], now, sc.timezone,
+                      recipe_cap=recipe_cap)
+        if cap.reason:
+            return {"outcome": "skipped", "message": cap.reason}, None
+        if cap.cap is not None and estimate > cap.cap:
+            return {"outcome": "skipped", "message": f"the cheapest estimate ${estimate:.4g} exceeds the ${cap.cap:.4g} this "
+                                                     f"run may spend ({cap.limit})"}, None
+        run = ScheduleRun(schedule_id=schedule_id, time=now, outcome="launching", job_id=None, cap=cap.cap,
+                          message="reserved; launching")
+        s.add(run)
+        s.flush()
+        return {"outcome": "launching", "cap": cap.cap, "limit": cap.limit}, run.id
+
+
+def settle(store: Store, run_id: int, outcome: str, job_id: int | None, message: str) -> None:
+    """Turn a reservation into the fire's record: ``launched`` with its job, or ``failed`` (its cap
+    no longer counts)."""
+    with store.session() as s, s.begin():
+        run = s.get(ScheduleRun, run_id)
+        run.outcome, run.job_id, run.message = outcome, job_id, message

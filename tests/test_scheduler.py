@@ -245,6 +245,50 @@ def test_a_used_up_budget_launches_nothing_and_says_which(env, tmp_path):
     assert scheduler.fire(999, now)["outcome"] == "missing"
 
 
+def test_a_reservation_holds_its_cap_until_settled(env, tmp_path):
+    """The cap is reserved in the job database before the job exists: a second fire meanwhile
+    sees it; a failed launch frees it."""
+    from spotrain.jobs.service import open_store
+
+    store = open_store()
+    sid = schedules.add(store, name="n", recipe_path=str(recipe(tmp_path)), overrides=[], backend="local", trigger={"every": 3600.0},
+                        timezone="UTC", max_cost_per_run=0.6, monthly_budget=1.0, total_budget=None, allow_overlap=True,
+                        now=time.time())
+    now = time.time()
+    first, rid = schedules.reserve(store, sid, now, None, estimate=0.01)
+    assert first == {"outcome": "launching", "cap": 0.6, "limit": "per-run cap"} and rid is not None
+    second, rid2 = schedules.reserve(store, sid, now, None, estimate=0.01)
+    assert second["cap"] == pytest.approx(0.4) and rid2 is not None  # 1.0 − the 0.6 reserved
+    third, none = schedules.reserve(store, sid, now, None, estimate=0.01)
+    assert none is None and third["message"].startswith("monthly budget ($1, $1 spent or committed this month) has nothing")
+    schedules.settle(store, rid, "failed", None, "could not create the job")
+    again, rid3 = schedules.reserve(store, sid, now, None, estimate=0.01)
+    assert again["cap"] == pytest.approx(0.6) and rid3 is not None  # the failed launch's cap is free again
+    late, _ = schedules.reserve(store, sid, now, None, estimate=0.5)  # 0.0 left after 0.4 + 0.6
+    assert late["outcome"] == "skipped"
+    with store.session() as s:
+        s.execute(text("UPDATE schedules SET allow_overlap = 0"))
+        s.commit()
+    busy, _ = schedules.reserve(store, sid, now, None, estimate=0.01)
+    assert busy["message"] == "another fire is launching a run (overlap not allowed)"
+
+
+@pytest.mark.slow(30)
+@pytest.mark.xdist_group("cpu-timed")
+def test_two_fires_at_once_cannot_both_spend_the_same_remainder(env, tmp_path):
+    r = spotrain("schedule", "add", str(recipe(tmp_path)), "--every", "1d", "--max-cost", "0.03", "--monthly-budget", "0.03",
+                 "--allow-overlap")
+    assert r.returncode == 0, r.stderr
+    procs = [subprocess.Popen([sys.executable, "-m", "spotrain", "schedule", "fire", "1"], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0] for p in procs)
+    assert [o.split(":")[0] for o in outs] == ["launched", "skipped"], outs
+    assert "monthly budget ($0.03, $0.03 spent or committed this month) has nothing left" in outs[1]
+    job = [h.job_id for h in history(1) if h.outcome == "launched"]
+    assert len(job) == 1
+    wait(lambda: job_ended(job[0]), what="the run to end")
+
+
 def test_bad_schedules_are_refused_in_one_line(env, tmp_path):
     rp = str(recipe(tmp_path))
     for args, msg in [

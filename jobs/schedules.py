@@ -25,6 +25,7 @@ from .states import JobStatus
 from .store import Store
 
 MIN_CAP = 0.0001  # $: below this a run could not even be billed one tick — skip instead
+LAUNCH_STALE = 600.0  # s: a reservation this old without its job was left by a fire that died
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,9 @@ def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None
         if sc is None:
             raise SpotrainError(f"no schedule {schedule_id} — see `spotrain schedule list`")
         past = past_runs(store, schedule_id, session=s)
-        live = [(job, r) for job, r in past if r.live]
+        # a reservation left by a fire that died mid-launch keeps counting its cap (its job may
+        # exist, unlinked), but does not block later runs forever as an overlap
+        live = [(job, r) for job, r in past if r.live and (job is not None or now - r.created < LAUNCH_STALE)]
         if live and not sc.allow_overlap:
             job = live[-1][0]
             what = f"run {job.id} is still {job.status}" if job is not None else "another fire is launching a run"

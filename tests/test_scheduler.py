@@ -271,6 +271,12 @@ def test_a_reservation_holds_its_cap_until_settled(env, tmp_path):
         s.commit()
     busy, _ = schedules.reserve(store, sid, now, None, estimate=0.01)
     assert busy["message"] == "another fire is launching a run (overlap not allowed)"
+    # a fire that died mid-launch: its reservation stops blocking after LAUNCH_STALE, its cap still counts
+    schedules.settle(store, rid2, "failed", None, "x")  # leaves one reservation hanging: rid3, 0.6 at `now`
+    later = now + schedules.LAUNCH_STALE + 1
+    assert schedules.reserve(store, sid, now + 1, None, 0.01)[0]["message"] == busy["message"]
+    after, rid4 = schedules.reserve(store, sid, later, None, estimate=0.01)
+    assert after["cap"] == pytest.approx(0.4) and rid4 is not None  # 1.0 − the hanging 0.6
 
 
 @pytest.mark.slow(30)

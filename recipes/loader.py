@@ -46,13 +46,17 @@ def parse_override(text: str) -> tuple[tuple, str]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError([f"override {text!r}: write it as dotted.key=value (e.g. train.steps=200)"])
     path = tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split("."))
+    if any(isinstance(p, int) and p < 0 for p in path):
+        raise RecipeError([f"override {text!r}: list indexes count from 0 (negative ones are not accepted) — e.g. data.sources.0.paths=..."])
     return path, value
 
 
 def typed_value(raw: str, path: tuple, data: object):
     """Type an override value by the schema: YAML syntax, but kept as text where the field is text."""
     try:
-        parsed = yaml.safe_load(raw) if raw.strip() else ""
+        parsed = yamlpos.load(raw)[0] if raw.strip() else ""
+    except yamlpos.TooComplex as exc:
+        raise RecipeError([f"override {format_path(path)}: {exc.message}"]) from None
     except yaml.YAMLError:
         parsed = raw
     tp = schema_walk.type_at(Recipe, path, data)
@@ -78,7 +82,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
                 if not isinstance(node.get(el), (dict, list)):
                     node[el] = [] if isinstance(nxt, int) else {}
                 node = node[el]
-            elif isinstance(node, list) and isinstance(el, int) and -len(node) <= el < len(node):
+            elif isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
                 node = node[el]
             else:
                 raise RecipeError([f"override {text!r}: {format_path(path[: i + 1])} does not exist in the recipe"])
@@ -86,7 +90,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
         value = typed_value(raw, path, data)
         if isinstance(node, dict):
             node[last] = value
-        elif isinstance(node, list) and isinstance(last, int) and -len(node) <= last < len(node):
+        elif isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node):
             node[last] = value
         elif isinstance(node, list) and last == len(node):
             node.append(value)
@@ -195,6 +199,9 @@ def read_document(path: Path) -> tuple[object, yamlpos.Positions]:
         raise RecipeError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}) — save it as UTF-8"]) from None
     try:
         return yamlpos.load(text)
+    except yamlpos.TooComplex as exc:
+        where = f"{path}:{exc.mark[0]}:{exc.mark[1]}" if exc.mark else str(path)
+        raise RecipeError([f"{where}: {exc.message}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -213,8 +220,20 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return LoadedRecipe(recipe=recipe, source=path.resolve(), base_dir=path.resolve().parent)
 
 
+REDACTED = "<redacted>"
+
+
+def public_dump(recipe: Recipe) -> dict:
+    """The recipe as JSON-able data with every secret's value replaced by ``<redacted>`` (a null
+    secret — copied from the launching shell — stays null): what may be shown, logged or stored."""
+    data = recipe.model_dump(mode="json", by_alias=True)
+    data["secrets"] = {k: (None if v is None else REDACTED) for k, v in data.get("secrets", {}).items()}
+    return data
+
+
 def recipe_to_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True)
+    """The resolved recipe as YAML, secrets redacted (see :func:`public_dump`)."""
+    return yaml.safe_dump(public_dump(recipe), sort_keys=False, allow_unicode=True)
 
 
 def absolute_recipe(loaded: LoadedRecipe) -> Recipe:

@@ -44,9 +44,12 @@ class PriceFileError(SpotrainError):
 def read(path: Path) -> list[tuple]:
     try:
         text = path.read_text(encoding="utf-8")
-        data, pos = yamlpos.load(text)
+        data, pos = yamlpos.load(text, max_bytes=8 * 1024 * 1024, max_nodes=2_000_000)
     except FileNotFoundError:
         raise PriceFileError(f"{path}: price file not found — check the path") from None
+    except yamlpos.TooComplex as exc:
+        where = f"{path}:{exc.mark[0]}:{exc.mark[1]}" if exc.mark else str(path)
+        raise PriceFileError(f"{where}: {exc.message}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

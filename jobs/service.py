@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from spotrain.pricing.catalog import spotrain_home
-from spotrain.recipes.loader import LoadedRecipe, absolute_recipe
+from spotrain.recipes.loader import LoadedRecipe, absolute_recipe, public_dump
 from spotrain.recipes.schema.budget import parse_duration
 
 from .controller import STALE_AFTER
@@ -35,9 +35,6 @@ def deadline_ts(deadline, now: float) -> float | None:
     if isinstance(deadline, datetime):
         return deadline.timestamp()
     return now + parse_duration(deadline).total_seconds()
-
-
-REDACTED = "<redacted>"
 
 
 def write_sky_files(d: Path, loaded: LoadedRecipe, sky: dict) -> None:
@@ -63,8 +60,7 @@ def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict],
                               deadline=deadline_ts(recipe.budget.deadline, now), now=now)
     d = job_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
-    data = recipe.model_dump(mode="json", by_alias=True)
-    data["secrets"] = {k: REDACTED for k in data.get("secrets", {})}  # values live only in secrets.json (0600)
+    data = public_dump(recipe)  # secret values live only in secrets.json (0600)
     if sky is not None:
         write_sky_files(d, loaded, sky)
     elif not recipe.storage.remote():
@@ -90,18 +86,23 @@ def start_controller(job_id: int) -> int:
     return proc.pid
 
 
+def unwatched(job, now: float) -> bool:
+    """An unfinished job whose controller stopped heartbeating (its spend is billed up to the last beat)."""
+    from .states import JobStatus
+
+    if JobStatus(job.status).is_terminal():
+        return False
+    if job.heartbeat is None:
+        return now - job.created >= STALE_AFTER
+    return now - job.heartbeat > STALE_AFTER
+
+
 def ensure_controllers(store: Store, now: float | None = None) -> list[int]:
     """Adopt every unfinished job whose controller stopped heartbeating. Returns the job ids."""
     now = time.time() if now is None else now
     adopted = []
     for job in store.jobs():
-        from .states import JobStatus
-
-        if JobStatus(job.status).is_terminal():
-            continue
-        if job.heartbeat is None and now - job.created < STALE_AFTER:
-            continue  # its first controller is still starting
-        if job.heartbeat is None or now - job.heartbeat > STALE_AFTER:
+        if unwatched(job, now):  # (a job whose first controller is still starting is not)
             start_controller(job.id)
             store.event(job.id, "adopt", "controller not heartbeating; started a new one", now)
             adopted.append(job.id)

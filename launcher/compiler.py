@@ -27,10 +27,10 @@ from typing import Iterable, Mapping
 import yaml
 
 from spotrain.errors import SpotrainError
+from spotrain.recipes.loader import REDACTED
 from spotrain.recipes.runtime.events import EVENT_MARK
 from spotrain.recipes.schema import Recipe
 
-REDACTED = "<redacted>"
 EXIT_MARK = "SPOTRAIN_EXIT "
 SRC_MOUNT = "~/.spotrain/src"
 RUN_DIR = "~/.spotrain/runs"

@@ -34,22 +34,7 @@ class Workload:
 
 def param_counts(m: Model, vocab: int) -> tuple[int, int]:
     """(total, non-embedding) parameters of the transformers model the runtime builds."""
-    d, L, f, V, C = m.hidden, m.layers, m.ffn_size(), vocab, m.context
-    head = 0 if m.tie_embeddings else V * d
-    if m.family == "gpt2":
-        layer = 4 * d * d + 2 * d * f + 9 * d + f
-        emb = V * d + C * d
-        total = emb + L * layer + 2 * d + head
-    elif m.family == "llama":
-        kv = d // m.heads * (m.kv_heads or m.heads)
-        layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d
-        emb = V * d
-        total = emb + L * layer + d + head
-    else:  # bert + MLM head (decoder weight tied to the word embeddings)
-        layer = 4 * d * d + 2 * d * f + 9 * d + f
-        emb = V * d + C * d + d + 2 * d
-        total = emb + L * layer + d * d + 3 * d + V + (0 if m.tie_embeddings else V * d)
-    return total, total - emb
+    return m.param_counts(vocab)
 
 
 def tokenizer_vocab(recipe: Recipe, base_dir: Path) -> tuple[int, str]:

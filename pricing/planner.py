@@ -76,6 +76,29 @@ def resolve_accelerators(specs: list[str], known: set[str]) -> list[tuple[str, i
     return out
 
 
+def size_problems(recipe: Recipe, table: OfferTable, base_dir: Path = Path(".")) -> list[tuple[tuple, str]]:
+    """Sizes no offer of any cloud can run, whatever the other constraints: the per-device memory
+    training needs against the largest memory an offer of the requested kind has (GPU memory for
+    accelerator recipes, RAM for CPU-only ones). As (field path, message) pairs, like the schema's."""
+    w = estimate.workload(recipe, base_dir)
+    need = estimate.memory_need_gb(w, recipe)
+    if recipe.resources.accelerators:
+        mems = [(accel.spec(a).memory_gb, a) for a in table.labels["accelerator"].tolist() if a and accel.spec(a)]
+        unit = "per accelerator"
+    else:
+        need = need - estimate.CUDA_OVERHEAD_GB + estimate.CPU_RUNTIME_GB
+        cpu = table.isin("accelerator", {""}) & ~np.isnan(table["memory_gb"])
+        mems = [(float(table["memory_gb"][i]), table.text("instance", int(i))) for i in np.flatnonzero(cpu)]
+        unit = "of RAM"
+    if not mems:
+        return []
+    most, where = max(mems)
+    if need <= most:
+        return []
+    return [(("model",), f"training needs ~{need:,.0f} GB {unit} ({w.params:,} parameters) but the largest any offer has is "
+             f"{most:,.0f} GB ({where}) — make the model smaller (model.hidden, model.layers) or lower train.batch_size / data.seq_len")]
+
+
 def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Options = Options()) -> Plan:
     res, bud = recipe.resources, recipe.budget
     nodes = res.num_nodes

@@ -69,8 +69,11 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
     if backend == "sky" and (preempt_every or preempt_trace):
         raise SpotrainError("--preempt-every/--preempt-trace inject preemptions on the local backend only — real clouds preempt on their own")
     options = {"grace": parse_seconds(grace), "seed": seed, "trace_speed": trace_speed}
-    if preempt_every:
+    if preempt_every is not None:
         options["preempt_every"] = parse_seconds(preempt_every)
+        if not options["preempt_every"] > 0:
+            raise SpotrainError(f"--preempt-every {preempt_every}: the mean time between preemptions must be above 0 (e.g. 45s); "
+                                "leave the option out for no preemptions")
     for spec in attempt_env:
         n, _, kv = spec.partition(":")
         k, _, v = kv.partition("=")
@@ -86,10 +89,17 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
     click.echo(f"plan: {best['cloud']}/{best['region']} {best['instance']} ({gpu}, {'spot' if best['spot'] else 'on-demand'}) "
                f"{render.money(best['hourly'])}/h, est. {render.hours(best['hours'])}, est. cost {render.money(best['cost'])}{emulated}")
     if r.budget.max_cost is not None:
+        from spotrain.jobs.limits import viable_cap
+
         click.echo(f"budget: {render.money(r.budget.max_cost)} for the whole job, recoveries included")
         if best["cost"] > r.budget.max_cost and not force:
             raise SpotrainError(f"the cheapest estimate {render.money(best['cost'])} exceeds budget.max_cost {render.money(r.budget.max_cost)} "
                                 "— raise the budget, change resources, or pass --force (the cap still stops the job)")
+        need = viable_cap(r, best, backend)
+        if r.budget.max_cost < need:  # even with --force: it would pay for a start-up and a stop and train nothing
+            raise SpotrainError(f"budget.max_cost {render.money(r.budget.max_cost)} cannot make progress: start-up, one checkpoint "
+                                f"interval and a graceful stop at {render.money(best['hourly'])}/h cost {render.money(need)} "
+                                f"— raise budget.max_cost to at least that")
     if not yes:
         click.confirm("launch and start spending?", abort=True)
     store = service.open_store()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from spotrain.errors import RecipeError
-from spotrain.recipes.loader import load_recipe, recipe_to_yaml
+from spotrain.recipes.loader import load_recipe, public_dump, recipe_to_yaml
 from spotrain.recipes.schema import Recipe
 
 
@@ -31,7 +31,10 @@ def validate(files: tuple[str, ...]) -> None:
     bad = 0
     for f in files:
         try:
-            load_recipe(f, overrides)
+            loaded = load_recipe(f, overrides)
+            sizes = _size_problems(loaded)
+            if sizes:
+                raise RecipeError([f"{f}: {'.'.join(p)}: {m}" for p, m in sizes])
         except RecipeError as exc:
             bad += 1
             for line in exc.lines:
@@ -41,6 +44,19 @@ def validate(files: tuple[str, ...]) -> None:
     if bad:
         click.echo(f"{bad} of {len(files)} recipe(s) invalid", err=True)
         raise click.exceptions.Exit(2)
+
+
+def _size_problems(loaded) -> list[tuple[tuple, str]]:
+    """A model no offer could hold, checked against the price catalog (skipped when it cannot load)."""
+    from spotrain.errors import SpotrainError
+    from spotrain.pricing import catalog
+    from spotrain.pricing.planner import size_problems
+
+    try:
+        table = catalog.load().table
+    except SpotrainError:
+        return []
+    return size_problems(loaded.recipe, table, loaded.base_dir)
 
 
 @recipe.command()
@@ -65,9 +81,9 @@ def docs() -> None:
 @click.argument("overrides", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 def show(file: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Print FILE fully resolved: defaults filled in and KEY=VALUE overrides applied."""
+    """Print FILE fully resolved: defaults filled in and KEY=VALUE overrides applied (secret values redacted)."""
     loaded = load_recipe(file, overrides)
     if as_json:
-        click.echo(json.dumps(loaded.recipe.model_dump(mode="json", by_alias=True), indent=2))
+        click.echo(json.dumps(public_dump(loaded.recipe), indent=2))
     else:
         click.echo(recipe_to_yaml(loaded.recipe), nl=False)

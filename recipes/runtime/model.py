@@ -60,8 +60,40 @@ def build_model(recipe: Recipe, vocab: int, ids: dict, base_dir: Path):
             raise RecipeError([f"data.seq_len ({recipe.data.seq_len}) is above the model's context ({ctx}) — lower data.seq_len"])
     else:
         config = _config(recipe, vocab, ids)
+        check_fits(recipe, config.vocab_size)
         model = auto.from_config(config)
     return model, model_info(model, recipe.data.seq_len)
+
+
+TRAIN_BYTES_PER_PARAM = 16  # fp32 weights and gradients, two AdamW moments
+
+
+def device_memory_bytes() -> tuple[int, str]:
+    """Memory training can use here: the first GPU's, or this machine's available RAM."""
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(0)[1]), f"GPU {torch.cuda.get_device_name(0)}"
+    try:
+        with open("/proc/meminfo") as fh:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh}
+        return info.get("MemAvailable", info["MemTotal"]), "available RAM"
+    except (OSError, KeyError, ValueError, IndexError):
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "RAM"
+
+
+def check_fits(recipe: Recipe, vocab: int) -> None:
+    """Refuse a model whose training state alone cannot fit here (parameters counted from the
+    architecture, nothing allocated) — a one-line error instead of an allocator crash minutes in."""
+    params = recipe.model.param_counts(vocab)[0]
+    need = params * TRAIN_BYTES_PER_PARAM
+    have, what = device_memory_bytes()
+    if need > have:
+        raise RecipeError([f"model: {params:,} parameters need ~{need / 1e9:,.1f} GB to train ({TRAIN_BYTES_PER_PARAM} B each for weights, "
+                           f"gradients and AdamW state) but this machine has {have / 1e9:,.1f} GB ({what}) — make the model smaller "
+                           "(model.hidden, model.layers) or run it where it fits (`spotrain plan` picks such an offer)"])
 
 
 def model_info(model, seq_len: int) -> ModelInfo:

@@ -31,6 +31,25 @@ class Model(Section):
                 raise ValueError(f"heads ({self.heads}) must be divisible by kv_heads ({self.kv_heads})")
         return self
 
+    def param_counts(self, vocab: int) -> tuple[int, int]:
+        """(total, non-embedding) parameters of the transformers model the runtime builds (exact, no memory)."""
+        d, L, f, V, C = self.hidden, self.layers, self.ffn_size(), vocab, self.context
+        head = 0 if self.tie_embeddings else V * d
+        if self.family == "gpt2":
+            layer = 4 * d * d + 2 * d * f + 9 * d + f
+            emb = V * d + C * d
+            total = emb + L * layer + 2 * d + head
+        elif self.family == "llama":
+            kv = d // self.heads * (self.kv_heads or self.heads)
+            layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d
+            emb = V * d
+            total = emb + L * layer + d + head
+        else:  # bert + MLM head (decoder weight tied to the word embeddings)
+            layer = 4 * d * d + 2 * d * f + 9 * d + f
+            emb = V * d + C * d + d + 2 * d
+            total = emb + L * layer + d * d + 3 * d + V + (0 if self.tie_embeddings else V * d)
+        return total, total - emb
+
     def ffn_size(self) -> int:
         if self.ffn is not None:
             return self.ffn

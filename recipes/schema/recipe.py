@@ -54,6 +54,9 @@ def consistency_problems(recipe: Recipe) -> list[tuple[tuple, str]]:
     """Rules that span sections, as (field path, message) pairs; empty when consistent."""
     problems: list[tuple[tuple, str]] = []
     m, t, d = recipe.model, recipe.train, recipe.data
+    if t.warmup_steps > t.steps:
+        problems.append((("train", "warmup_steps"), f"warmup_steps {t.warmup_steps} is more than train.steps {t.steps}: the learning rate "
+                         f"would never reach train.lr — lower warmup_steps (e.g. {max(t.steps // 10, 0)}) or raise steps"))
     if m.from_ is not None:
         return problems
     if t.objective == "mlm" and m.family != "bert":

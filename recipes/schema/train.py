@@ -18,7 +18,7 @@ class Checkpoints(Section):
 
 class Train(Section):
     objective: Annotated[Literal["clm", "mlm", "sft"], Field(description="`clm`: next-token prediction; `mlm`: masked language modelling (bert); `sft`: prompt/response pairs with loss on the response only.")] = "clm"
-    steps: Annotated[int, Field(ge=1, description="Optimizer steps to train for.")] = 1000
+    steps: Annotated[int, Field(ge=1, le=100_000_000, description="Optimizer steps to train for (at most 100 million).")] = 1000
     batch_size: Annotated[int, Field(ge=1, description="Sequences per micro-batch per process.")] = 8
     grad_accum: Annotated[int, Field(ge=1, description="Micro-batches accumulated per optimizer step.")] = 1
     lr: Annotated[float, Field(gt=0, description="Peak learning rate (AdamW).")] = 3e-4

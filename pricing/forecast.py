@@ -26,6 +26,11 @@ from spotrain.jobs.simulator import simulate
 from .estimate import Hazard
 
 MAX_STEPS = 240  # at least this resolution over the horizon: forecasts are for planning, not accounting
+# A job of more than MAX_WORK_H hours is forecast as a MAX_WORK_H-hour job on the same terms (deadline
+# slack scaled alike) and its cost and hours scaled up: in a stationary market cost grows linearly with
+# the work, and the forecast's time and memory stay those of a MAX_WORK_H-hour job whatever the size.
+MAX_WORK_H = 24.0
+GRID_TICKS = 200_000  # and never more ticks than this over the horizon
 
 
 @dataclass(frozen=True)
@@ -113,10 +118,17 @@ def forecast(work_h: float, overhead_h: float, spot_price: float, od_price: floa
     """Simulate ``policy`` ``samples`` times on ``market`` for a job of ``work_h`` hours."""
     if work_h <= 0:
         return Forecast(0.0, 0.0, None if deadline_h is None else 1.0, 0.0, market.source, 0)
+    if work_h > MAX_WORK_H:
+        f = work_h / MAX_WORK_H
+        small = forecast(MAX_WORK_H, overhead_h, spot_price, od_price, market, None if deadline_h is None else deadline_h / f,
+                         checkpoint_h, policy, samples, seed)
+        return Forecast(small.expected_cost * f, small.p90_cost * f, small.p_meet_deadline, small.expected_hours * f,
+                        small.source, samples)
     horizon_h = deadline_h if deadline_h is not None else max(4 * work_h, work_h + 24)
     horizon_h = max(horizon_h, work_h + overhead_h + 1e-9)
     # steps fine enough for the restart overhead and the work; a run stops when the work is done
-    step_s = max(min(horizon_h / MAX_STEPS, overhead_h / 2 if overhead_h > 0 else math.inf, work_h / 60) * 3600, 1.0)
+    step_s = max(min(horizon_h / MAX_STEPS, overhead_h / 2 if overhead_h > 0 else math.inf, work_h / 60) * 3600, 1.0,
+                 horizon_h * 3600 / GRID_TICKS)
     steps = int(math.floor(horizon_h * 3600 / step_s + 1e-9))
     work = int(math.ceil(work_h * 3600 / step_s - 1e-9))
     k = int(round(overhead_h * 3600 / step_s))

@@ -20,6 +20,7 @@ class Uploader:
         self._cv = threading.Condition()
         self._pending: int | None = None
         self.in_flight: int | None = None
+        self.submitted: set[int] = set()
         self.done: set[int] = set()
         self.failed: dict[int, str] = {}
         self._closed = False
@@ -28,6 +29,7 @@ class Uploader:
 
     def submit(self, step: int) -> None:
         with self._cv:
+            self.submitted.add(step)
             if self._pending is not None:
                 self.on_event("upload_superseded", step=self._pending, by=step)
             self._pending = step

@@ -12,6 +12,12 @@ strategy picks the next offer and the new attempt resumes from the newest comple
 Budget rule: a graceful stop (SIGTERM → checkpoint → exit) starts when the spend plus the
 expected stopping time reaches the cap; if the cap would be passed before the attempt exits,
 it is killed, so spend never exceeds the cap by more than one billing tick.
+
+The cap and the deadline also hold without this process: each attempt is told the moment it must
+have stopped by (``limits.stop_by``: env at start, a limits file this controller rewrites when the
+moment moves) and stops itself there. Each tick touches ``controller.beat`` in the job's folder;
+the local backend's runner restarts a controller whose beat went stale, and the scheduler daemon
+adopts such jobs too. A relaunch needs at least ``limits.viable_cap`` left of the cap.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from typing import Callable
 
 import yaml
 
-from spotrain.launcher.backends.base import Backend, ProvisionError
+from spotrain.launcher.backends.base import CONTROLLER_BEAT, Backend, ProvisionError
+from spotrain.recipes.runtime.train.stop_by import EXIT_KILLED, EXIT_STOPPED, LIMITS_FILE_ENV, STOP_BY_ENV
 from spotrain.recipes.schema import Recipe
 
-from . import recovery
+from . import limits, recovery
 from .live_policy import LivePolicy
 from .preemption import Injector
 from .states import EndReason, JobStatus
@@ -37,17 +44,11 @@ from .store import Store
 
 # seconds without heartbeat before another controller may adopt the job
 STALE_AFTER = float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))
-DEFAULT_SAVE_SECONDS = 10.0
-# after the save, the worker still has to exit (interpreter teardown; CUDA/NCCL on a GPU node),
-# and on a loaded machine that takes seconds: a stop that starts too late ends in a kill
-EXIT_SECONDS = 3.0
 
 
 def stop_reserve(prog: dict, tick: float, step_s: float | None = None) -> float:
-    """Seconds a graceful stop needs before a budget or deadline limit: finish the current step,
-    save, exit — plus ticks of slack; always more than the hard-kill window (2 ticks)."""
-    step = step_s if step_s is not None else prog.get("step_seconds", 1.0)
-    return prog.get("save_seconds", DEFAULT_SAVE_SECONDS) + step + EXIT_SECONDS + 4 * tick
+    """:func:`limits.stop_reserve` with the save and step times the attempt's events show."""
+    return limits.stop_reserve(prog.get("save_seconds"), step_s if step_s is not None else prog.get("step_seconds"), tick)
 
 
 def error_line(log: Path) -> str:
@@ -103,20 +104,27 @@ class Controller:
     # ------------------------------------------------------------------ main loop
     def run(self) -> JobStatus | None:
         lock = self._lock()
-        if lock is None or not self.store.claim_controller(self.job_id, self.pid, self.clock(), STALE_AFTER):
+        before = self.store.job(self.job_id) if lock is not None else None
+        if lock is None or not self.store.claim_controller(self.job_id, self.pid, self.clock(), STALE_AFTER, holds_host_lock=True):
             return None  # someone else drives this job
         try:
             job = self.store.job(self.job_id)
+            if before is not None and before.controller_pid not in (None, self.pid) and before.heartbeat is not None:
+                self.store.event(self.job_id, "adopt", f"controller {before.controller_pid} stopped heartbeating "
+                                 f"{self.clock() - before.heartbeat:.0f} s ago; this one ({self.pid}) takes over and bills the gap",
+                                 self.clock())
             self.recipe = Recipe.model_validate(yaml.safe_load(job.recipe_yaml))
             self.opts = job.options
             self.grace = float(self.opts.get("grace", 120))
             self.injector = Injector.from_options({**self.opts, "nodes": self.recipe.resources.num_nodes}, job.created)
             self.backend.on_wait = lambda: self.store.heartbeat(self.job_id, self.pid, self.clock())
             self.live = LivePolicy.for_job(self.recipe, job, self.backend.emulated, self.tick) if self.recipe.recovery.policy else None
+            self.beat = Path(job.workdir) / CONTROLLER_BEAT
             while True:
                 now = self.clock()
                 if not self.store.heartbeat(self.job_id, self.pid, now):
                     return None  # lease lost to another controller
+                self._touch_beat()
                 job = self.store.job(self.job_id)
                 if JobStatus(job.status).is_terminal():
                     return JobStatus(job.status)
@@ -134,6 +142,13 @@ class Controller:
             self.store.release_controller(self.job_id, self.pid)
             if lock is not None:
                 lock.close()
+
+    def _touch_beat(self) -> None:
+        """The file heartbeat attempts watch (they cannot all reach the database)."""
+        try:
+            self.beat.touch()
+        except OSError:
+            pass
 
     def _lock(self):
         from spotrain.pricing.catalog import spotrain_home
@@ -183,8 +198,13 @@ class Controller:
                 self._end(JobStatus.FAILED_NO_RESOURCE, now, f"no capacity for {self.recipe.recovery.max_wait_minutes:g} min")
             return None
         self._waiting_since = None
-        if job.max_cost is not None and spend + offer["hourly"] * 2 * self.tick / 3600 > job.max_cost:
-            return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g} cannot pay for another attempt (spent ${spend:.6f})")
+        if job.max_cost is not None:
+            done = max((a.last_step or 0) for a in attempts) if attempts else 0
+            need = limits.viable_cap(self.recipe, offer, self.backend.name, self.tick, steps_left=self.recipe.train.steps - done)
+            if job.max_cost - spend < need:
+                return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g}: the ${max(job.max_cost - spend, 0):.6f} left "
+                                 f"cannot pay for another attempt's start-up, a checkpoint interval and a stop (${need:.6f} at "
+                                 f"${offer['hourly']:.4f}/h; spent ${spend:.6f})")
         self._provision(job, offer, [offer] + [o for o in job.offers if o is not offer], now)
 
     def _provision(self, job, offer: dict, fallbacks: list[dict], now: float) -> None:
@@ -195,15 +215,24 @@ class Controller:
             n = self.store.attempt(attempt_id).number
             workdir = Path(job.workdir) / "attempts" / str(n)
             self.store.set_handle(attempt_id, {"dir": str(workdir)})
+            limit = limits.stop_by(job.max_cost, job.deadline, self.store.spend(self.job_id), now, o["hourly"], self.tick)
+            env = {"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n)}
+            if limit is not None:
+                env[STOP_BY_ENV] = repr(limit.at)
+            if self.backend.shares_files:  # the attempt can read a file this controller rewrites
+                workdir.mkdir(parents=True, exist_ok=True)
+                limits.write_limits(workdir / limits.LIMITS_FILE, limit)
+                env[LIMITS_FILE_ENV] = str(workdir / limits.LIMITS_FILE)
             try:
                 handle = self.backend.provision(job_id=self.job_id, attempt=n, offer=o, recipe_path=Path(job.workdir) / "recipe.yaml",
-                                                workdir=workdir, env={"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n),
-                                                                      **self.opts.get("attempt_env", {}).get(str(n), {})})
+                                                workdir=workdir, env={**env, **self.opts.get("attempt_env", {}).get(str(n), {})})
             except ProvisionError as exc:
                 tried.append(f"{o['cloud']}/{o['region']}/{o['instance']} ({exc})")
                 self.store.end_attempt(attempt_id, EndReason.LOST, None, self.clock())
                 continue
             handle.setdefault("grace", self.grace)
+            if limit is not None:
+                handle.update(stop_by=limit.at, stop_reason=limit.reason)
             self.store.set_handle(attempt_id, handle)
             self.store.transition(self.job_id, JobStatus.RUNNING, self.clock())
             return
@@ -243,10 +272,13 @@ class Controller:
             self.store.end_attempt(attempt.id, EndReason.LOST, None, now)
             self._recover(job, now, "attempt never started")
             return
-        self.store.bill(attempt.id, now)
         before = json.dumps(handle, sort_keys=True)
         self.backend.sync(handle)
         st = self.backend.state(handle)
+        # an attempt that ended while no controller watched is billed up to its end, not to now
+        self.store.bill(attempt.id, now if st.running or st.ended_at is None else min(now, st.ended_at))
+        if st.running:
+            self._move_stop_by(job, attempt, handle, now)
         if json.dumps(handle, sort_keys=True) != before:
             self.store.set_handle(attempt.id, handle)
         prog = read_progress(Path(handle["dir"]))
@@ -291,6 +323,18 @@ class Controller:
                 self.store.event(self.job_id, "switch", f"{why}: checkpoint, then move", now, attempt=attempt.id)
         if self._kill_at is not None and now >= self._kill_at:
             self._kill(attempt, now, f"grace period of {self.grace:g}s over")
+
+    def _move_stop_by(self, job, attempt, handle: dict, now: float) -> None:
+        """Keep the attempt's stop-by moment where the cap and deadline put it now (they move when
+        a cap is changed; billing alone does not move it)."""
+        if not self.backend.shares_files:
+            return
+        a = self.store.attempt(attempt.id)
+        limit = limits.stop_by(job.max_cost, job.deadline, self.store.spend(self.job_id), a.billed_until, a.price, self.tick)
+        at = None if limit is None else limit.at
+        if (at is None) != (handle.get("stop_by") is None) or (at is not None and abs(at - handle["stop_by"]) > 0.5 * self.tick):
+            limits.write_limits(Path(handle["dir"]) / limits.LIMITS_FILE, limit)
+            handle.update(stop_by=at, stop_reason=None if limit is None else limit.reason)
 
     def _set_requested(self, value: str | None) -> None:
         from sqlalchemy import update
@@ -339,8 +383,9 @@ class Controller:
         self.store.set_handle(new_id, {**handle, "imported": recoveries, "dir": str(workdir), "log": str(workdir / "attempt.log")})
         self.store.transition(self.job_id, JobStatus.RUNNING, now)
 
-    def _release(self, attempt) -> None:
-        """Free the attempt's resources (a cloud cluster) and bill up to the moment they were gone."""
+    def _release(self, attempt, ended_at: float | None = None) -> None:
+        """Free the attempt's resources (a cloud cluster) and bill up to the moment they were gone
+        (``ended_at`` when the backend knows the attempt's end and nothing else stays up)."""
         handle = dict(attempt.handle or {})
         before = json.dumps(handle, sort_keys=True)
         self.backend.release(handle)
@@ -349,11 +394,11 @@ class Controller:
             if handle.get("sky_cost") is not None:
                 self.store.event(self.job_id, "sky_cost", f"SkyPilot bills ${handle['sky_cost']:.6f} for {handle['cluster']} "
                                  f"({handle.get('sky_seconds') or 0:.0f} s)", self.clock(), attempt=attempt.id)
-        self.store.bill(attempt.id, self.clock())
+        self.store.bill(attempt.id, self.clock() if ended_at is None else min(self.clock(), ended_at))
 
     def _finished(self, job, attempt, st, now: float) -> None:
         self._kill_at = None
-        self._release(attempt)
+        self._release(attempt, st.ended_at)
         now = max(now, self.clock())
         requested = job.requested or ""
         code = st.exit_code
@@ -369,6 +414,13 @@ class Controller:
             self.store.end_attempt(attempt.id, end, code, now)
             spend = self.store.spend(self.job_id)
             return self._end(status, now, f"stopped for {reason} at ${spend:.6f}")
+        if code in (EXIT_STOPPED, EXIT_KILLED) and (attempt.handle or {}).get("stop_reason"):
+            reason = attempt.handle["stop_reason"]
+            status, end = {"budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET), "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE)}[reason]
+            self.store.end_attempt(attempt.id, end, code, now)
+            self._set_requested(None)
+            how = "stopped itself" if code == EXIT_STOPPED else "was ended by its watchdog"
+            return self._end(status, now, f"the attempt {how} at its {reason} stop-by moment; spent ${self.store.spend(self.job_id):.6f}")
         if requested == "switching":
             self.store.end_attempt(attempt.id, EndReason.SWITCHED, code, now)
             self._set_requested(None)

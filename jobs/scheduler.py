@@ -79,8 +79,11 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
     if not sc.enabled:
         return {"outcome": "skipped", "message": "schedule is paused"}, None
     loaded = load_recipe(sc.recipe_path, list(sc.overrides))
+    from .limits import viable_cap
+
     offers, best, sky = plan_offers(loaded, sc.backend, live=True, quiet=True)  # slow: before taking the lock
-    decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best["cost"])
+    decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best["cost"],
+                                        min_cap=viable_cap(loaded.recipe, best, sc.backend))
     if run_id is None:
         return decided, None
     cap = decided["cap"]
@@ -228,6 +231,17 @@ def sync(sched, store) -> None:
     status_file().write_text(json.dumps({"pid": os.getpid(), "heartbeat": time.time(), "jobs": sorted(want)}))
 
 
+WATCH_S = 5.0
+
+
+def watch_controllers(store) -> None:
+    """Adopt every unfinished job whose controller stopped heartbeating (the daemon's interval job)."""
+    from . import service
+
+    for job_id in service.ensure_controllers(store):
+        log.warning("job %s: controller not heartbeating; started a new one", job_id)
+
+
 def run(poll: float = 30.0, misfire_grace: float = 3600.0) -> None:
     """The scheduler daemon, in the foreground until SIGTERM/SIGINT. One per job database."""
     from apscheduler.executors.pool import ThreadPoolExecutor
@@ -264,6 +278,8 @@ def run(poll: float = 30.0, misfire_grace: float = 3600.0) -> None:
         sched.start()  # loads the persisted jobs: fires missed while down run now (once, coalesced)
         sync(sched, store)
         sched.add_job(sync, "interval", seconds=poll, args=[sched, store], id="sync", jobstore="memory")
+        # every job's controller is watched here too, so a dead one is replaced without any CLI command
+        sched.add_job(watch_controllers, "interval", seconds=WATCH_S, args=[store], id="watch", jobstore="memory")
         log.info("scheduler running (pid %s, %d schedule(s))", os.getpid(), len(sched.get_jobs(jobstore="default")))
         while not stopping.wait(1.0):
             pass

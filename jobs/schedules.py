@@ -174,7 +174,8 @@ def past_runs(store: Store, schedule_id: int, session=None) -> list[tuple[Job | 
         return query(s)
 
 
-def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None, estimate: float) -> tuple[dict, int | None]:
+def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None, estimate: float,
+            min_cap: float = 0.0) -> tuple[dict, int | None]:
     """Decide a run of the schedule at ``now`` and, if it may start, reserve its cap: a
     ``launching`` row that counts as a live run at its whole cap until ``settle``. One write
     transaction with the schedule's row locked (SQLite takes the database's write lock at BEGIN),
@@ -195,6 +196,10 @@ def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None
                       recipe_cap=recipe_cap)
         if cap.reason:
             return {"outcome": "skipped", "message": cap.reason}, None
+        if cap.cap is not None and cap.cap < min_cap:
+            return {"outcome": "skipped",
+                    "message": f"the ${cap.cap:.4g} this run may spend ({cap.limit}) cannot make progress: start-up, one checkpoint "
+                               f"interval and a graceful stop need ${min_cap:.4g} — a cap of at least ${min_cap:.4g} would work"}, None
         if cap.cap is not None and estimate > cap.cap:
             return {"outcome": "skipped", "message": f"the cheapest estimate ${estimate:.4g} exceeds the ${cap.cap:.4g} this "
                                                      f"run may spend ({cap.limit})"}, None

@@ -87,12 +87,17 @@ class Store:
             return action
 
     # ------------------------------------------------------------------ controller lease
-    def claim_controller(self, job_id: int, pid: int, now: float, stale_after: float) -> bool:
-        """Take over the job's controller lease if it is free or its holder stopped heartbeating."""
+    def claim_controller(self, job_id: int, pid: int, now: float, stale_after: float, holds_host_lock: bool = False) -> bool:
+        """Take over the job's controller lease if it is free or its holder stopped heartbeating —
+        or, when the caller holds this host's lock of the job (``holds_host_lock``), if the holder
+        ran on this host: it is dead (the OS released its lock), however fresh its last beat."""
+        host = socket.gethostname()
         with self.session() as s, s.begin():
-            res = s.execute(update(Job).where(Job.id == job_id).where(
-                (Job.controller_pid.is_(None)) | (Job.heartbeat < now - stale_after) | (Job.controller_pid == pid))
-                .values(controller_pid=pid, controller_host=socket.gethostname(), heartbeat=now))
+            free = (Job.controller_pid.is_(None)) | (Job.heartbeat < now - stale_after) | (Job.controller_pid == pid)
+            if holds_host_lock:
+                free = free | (Job.controller_host == host)
+            res = s.execute(update(Job).where(Job.id == job_id).where(free)
+                            .values(controller_pid=pid, controller_host=host, heartbeat=now))
             return res.rowcount == 1
 
     def heartbeat(self, job_id: int, pid: int, now: float) -> bool:

@@ -314,7 +314,8 @@ def test_greedy_policy_moves_a_running_spot_job_to_on_demand_at_the_last_safe_mo
     in time, so the policy moves the running job to on-demand (the graceful stop saves a
     checkpoint) and it finishes there. The deadline is set from a calibration run of the same
     recipe on this machine, so the test does not depend on its speed."""
-    from spotrain.jobs.controller import DEFAULT_SAVE_SECONDS, EXIT_SECONDS, read_progress
+    from spotrain.jobs.controller import read_progress
+    from spotrain.jobs.limits import DEFAULT_SAVE_SECONDS, EXIT_SECONDS
     from spotrain.jobs.live_policy import RESTART_MARGIN
 
     base = dict(**SLOW, train__steps=600, train__checkpoints={"every_steps": 100000, "every_minutes": None, "keep_last": 2})

@@ -211,8 +211,8 @@ def test_fired_runs_share_the_monthly_budget_and_never_overlap(env, tmp_path):
         assert h[-1]["cap"] == pytest.approx(left, rel=1e-9) and store.job(2).max_cost == pytest.approx(left, rel=1e-9)
         wait(lambda: job_ended(2), what="run 2 to end")
         assert store.spend(1) + store.spend(2) <= 0.03
-    else:  # or it is skipped, saying why
-        assert "exceeds the $" in second.stdout and "monthly budget" in second.stdout
+    else:  # or it is skipped, saying why: the estimate does not fit, or the rest cannot make progress
+        assert ("exceeds the $" in second.stdout or "cannot make progress" in second.stdout) and "monthly budget" in second.stdout
     listing = json.loads(spotrain("schedule", "list", "--json").stdout)["schedules"][0]
     assert listing["month_committed"] == pytest.approx(sum(store.spend(j.id) for j in store.jobs()))
     assert listing["month_committed"] <= 0.03
@@ -361,3 +361,21 @@ def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env
     store = open_store()
     assert all(store.job(h["job"]).max_cost == pytest.approx(0.05) for h in launched)
     assert sum(store.spend(h["job"]) for h in launched) <= 0.5
+
+
+def test_a_cap_too_small_to_make_progress_is_skipped_with_the_cap_that_would_work(env, tmp_path):
+    """The issue's case: the estimate fits the cap, but start-up + a checkpoint interval + the stop
+    do not. The fire launches nothing, records the skip and the least cap that would work."""
+    from spotrain.jobs import scheduler
+    from spotrain.jobs.service import open_store
+
+    store = open_store()
+    sid = schedules.add(store, name="n", recipe_path=str(recipe(tmp_path)), overrides=[], backend="local", trigger={"every": 3600.0},
+                        timezone="UTC", max_cost_per_run=0.004, monthly_budget=0.005, total_budget=None, allow_overlap=False,
+                        now=time.time())
+    out = scheduler.fire(sid)
+    assert out["outcome"] == "skipped", out
+    assert "cannot make progress" in out["message"] and "a cap of at least $" in out["message"]
+    need = float(out["message"].split("a cap of at least $", 1)[1].split()[0])
+    assert need > 0.004
+    assert store.jobs() == [] and schedules.runs(store, sid)[-1].outcome == "skipped"

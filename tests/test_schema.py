@@ -111,13 +111,13 @@ def test_bad_overrides_name_the_override(tmp_path):
 
 
 def test_show_prints_resolved_recipe_with_overrides():
-    res = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "model.layers=1")
+    res = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "train.warmup_steps=1", "model.layers=1")
     assert res.returncode == 0, res.stderr
     shown = yaml.safe_load(res.stdout)
     assert shown["train"]["steps"] == 7 and shown["model"]["layers"] == 1
     assert shown["train"]["checkpoints"]["keep_last"] == 2  # from the file
     assert shown["train"]["grad_accum"] == 1  # a default filled in
-    again = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "model.layers=1", "--json")
+    again = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "train.warmup_steps=1", "model.layers=1", "--json")
     assert json.loads(again.stdout) == shown
 
 

@@ -93,6 +93,13 @@ def test_secrets_are_passed_but_never_shown():
     assert c["secrets"]["HF_TOKEN"] == "hf_s3cr3t"  # redaction copies
 
 
+def test_the_stop_by_moment_travels_in_the_task():
+    """The controller hands each attempt its stop-by moment as env; on a cloud node it is the task's
+    env, so the node stops itself at the cap or deadline even if the controller is gone."""
+    c = _compile([L4_SPOT], env={"SPOTRAIN_STOP_BY": "1796676518.5", "SPOTRAIN_JOB_ID": "3"}).config
+    assert c["envs"]["SPOTRAIN_STOP_BY"] == "1796676518.5"
+
+
 def test_null_values_come_from_the_launching_shell():
     assert resolve_values({"A": None, "B": "x"}, {"A": "from-shell"}, "env") == {"A": "from-shell", "B": "x"}
     with pytest.raises(CompileError, match="MISSING.*not set here"):

@@ -263,3 +263,57 @@ def test_denied_access_names_bucket_and_credential_source(monkeypatch):
         assert "very-secret-value" not in msg and "AKIAUNKNOWNKEY000000" not in msg
     finally:
         proc.kill()
+
+
+def test_resume_at_the_final_step_and_sigint_after_resume_wait_for_nothing(s3, tmp_path):
+    """A run restored at its final step has nothing to upload (it used to sit 600 s, then warn); a
+    SIGINT just after a resume does not wait upload_timeout_s for an upload never submitted."""
+    uri, env = s3
+    recipe = run_recipe(tmp_path, uri, steps=10)
+    first = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m1"), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m2"), env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed from checkpoint at step 10" in again.stdout and "warning" not in again.stdout + again.stderr
+    longer = run_recipe(tmp_path, uri, steps=5000)  # same model and data: resumes from the bucket's step 10
+    proc = spotrain_popen("run", str(longer), "--workdir", str(tmp_path / "m3"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.5"})
+    events = tmp_path / "m3" / "events.jsonl"
+    import time
+
+    end = time.monotonic() + 120
+    while not (events.exists() and '"checkpoint_restored"' in events.read_text()):
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=45)  # upload_timeout_s is 60: it must not be waited out
+    assert proc.returncode == 130, out
+    assert "not uploaded" not in out and "still uploading" not in out
+
+
+def test_a_failed_final_upload_says_so_and_exits_3(s3, tmp_path):
+    """The bucket disappears mid-run: the last upload fails; the message says what happened and the
+    exit code says the bucket does not have the final checkpoint."""
+    import time
+
+    import boto3
+
+    uri, env = s3
+    recipe = run_recipe(tmp_path, uri, steps=60)
+    r = yaml.safe_load(recipe.read_text())
+    r["storage"]["retry_seconds"] = 2
+    recipe.write_text(yaml.safe_dump(r))
+    proc = spotrain_popen("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.2"})
+    events = tmp_path / "m1" / "events.jsonl"
+    end = time.monotonic() + 120
+    while not (events.exists() and '"checkpoint_uploaded"' in events.read_text()):
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
+    bucket = uri[5:].split("/", 1)[0]
+    b = boto3.resource("s3").Bucket(bucket)
+    b.objects.all().delete()
+    b.delete()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out[-3000:]
+    assert "uploading checkpoint 60 to s3://" in out and "failed (" in out
+    assert "does not have the final checkpoint (step 60)" in out
+    assert "within 600s" not in out

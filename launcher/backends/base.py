@@ -25,6 +25,9 @@ from pathlib import Path
 from spotrain.errors import SpotrainError
 
 
+CONTROLLER_BEAT = "controller.beat"  # in the job's folder: touched by its controller every tick
+
+
 class ProvisionError(SpotrainError):
     pass
 
@@ -37,11 +40,13 @@ class AttemptState:
     provision_error: str | None = None  # the offer could not be had (found after provision returned)
     error_kind: str | None = None  # no_cloud | unavailable | rejected | unreachable | error
     recoveries: int | None = None  # recoveries the backend made on its own (SkyPilot managed jobs)
+    ended_at: float | None = None  # when the attempt (and what it was billed for) ended, if the backend knows
 
 
 class Backend(abc.ABC):
     name: str = "?"
     emulated: bool = False  # billing emulates a cloud offer's price (shown as "emulated")
+    shares_files: bool = False  # the attempt reads files the controller writes (its limits file)
     on_wait = None  # set by the controller: called during long backend calls (keeps its lease)
 
     @abc.abstractmethod

@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .base import AttemptState, Backend
+from .base import CONTROLLER_BEAT, AttemptState, Backend
+
+# a controller whose beat is older than this is restarted by the attempt's runner
+BEAT_STALE_S = float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -26,6 +29,7 @@ def _proc_start_time(pid: int) -> str | None:
 class LocalBackend(Backend):
     name = "local"
     emulated = True
+    shares_files = True
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
@@ -34,7 +38,11 @@ class LocalBackend(Backend):
         workdir.mkdir(parents=True, exist_ok=True)
         exit_file = workdir / "exit.json"
         log = open(workdir / "attempt.log", "ab")
-        cmd = [sys.executable, "-m", "spotrain.launcher.backends.local_runner", str(exit_file), "--",
+        # the runner restarts the job's controller if its beat goes stale while the attempt runs
+        beat = recipe_path.parent / CONTROLLER_BEAT
+        cmd = [sys.executable, "-m", "spotrain.launcher.backends.local_runner", str(exit_file),
+               "--beat", str(beat), "--stale", str(BEAT_STALE_S), "--restart", f"{sys.executable} -m spotrain _controller {job_id}",
+               "--log", str(recipe_path.parent / "controller.log"), "--",
                sys.executable, "-m", "spotrain", "run", str(recipe_path), "--workdir", str(workdir)]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
                                 env={**os.environ, **env}, start_new_session=True)
@@ -57,8 +65,9 @@ class LocalBackend(Backend):
         exit_file = Path(handle.get("exit_file", "/nonexistent"))
         if exit_file.exists():
             try:
-                return AttemptState(False, int(json.loads(exit_file.read_text())["exit_code"]))
-            except (OSError, ValueError, KeyError):
+                rec = json.loads(exit_file.read_text())
+                return AttemptState(False, int(rec["exit_code"]), ended_at=rec.get("time"))
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
         if self._alive(handle):
             return AttemptState(True)

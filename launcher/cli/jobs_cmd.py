@@ -102,21 +102,29 @@ def print_cost(store, job_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(job_id: int | None, as_json: bool) -> None:
     """Jobs and their state, progress and spend (one job with JOB_ID)."""
+    from spotrain.jobs.service import unwatched
+
     store = _store()
     jobs = [store.job(job_id)] if job_id is not None else store.jobs()
     out = []
+    now = time.time()
     for j in jobs:
         prog = _progress(store, j)
+        # while no controller bills a running job, the ledger lags: its spend is a lower bound
         out.append({"id": j.id, "name": j.name, "status": j.status, "backend": j.backend, "attempts": len(store.attempts(j.id)),
                     "step": prog.get("step"), "steps": _total_steps(j), "loss": prog.get("loss"), "spend": store.spend(j.id),
-                    "max_cost": j.max_cost, "created": j.created, "message": j.message, "emulated": j.backend == "local"})
+                    "spend_at_least": unwatched(j, now), "max_cost": j.max_cost, "created": j.created, "message": j.message,
+                    "emulated": j.backend == "local"})
     if as_json:
         click.echo(json.dumps(out if job_id is None else out[0], indent=2))
         return
     rows = [[o["id"], o["name"], o["status"], o["attempts"], f"{o['step'] or 0}/{o['steps'] or '?'}",
-             f"{o['loss']:.3f}" if o["loss"] is not None else "-", render.money(o["spend"]) + (" (emulated)" if o["emulated"] else ""),
+             f"{o['loss']:.3f}" if o["loss"] is not None else "-",
+             ("≥" if o["spend_at_least"] else "") + render.money(o["spend"]) + (" (emulated)" if o["emulated"] else ""),
              render.money(o["max_cost"]) if o["max_cost"] else "-", render.age(o["created"])] for o in out]
     click.echo(render.table(rows, ["id", "name", "status", "attempts", "step", "loss", "spend", "budget", "age"], right={0, 3}))
+    if any(o["spend_at_least"] for o in out):
+        click.echo("≥: no controller was billing the job (it died); a new one is adopting it and bills the gap", err=True)
     if job_id is not None and out[0]["message"]:
         click.echo(out[0]["message"])
 

@@ -39,4 +39,11 @@ def run(file: str, overrides: tuple[str, ...], workdir: Path | None, nproc: int)
         raise click.exceptions.Exit(rc if rc >= 0 else 128 - rc)
     from spotrain.recipes.runtime.run import run_recipe  # heavy imports (torch) only when running
 
-    raise click.exceptions.Exit(run_recipe(loaded, workdir))
+    rc = run_recipe(loaded, workdir)
+    from spotrain.recipes.runtime.train.stop_by import EXIT_STOPPED
+
+    if rc == EXIT_STOPPED:  # stopped before a budget/deadline moment, checkpoint saved: exit now, not after
+        sys.stdout.flush()  # seconds of interpreter teardown that the moment has no room for
+        sys.stderr.flush()
+        os._exit(rc)
+    raise click.exceptions.Exit(rc)

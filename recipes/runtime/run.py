@@ -20,6 +20,10 @@ from spotrain.errors import SpotrainError
 from spotrain.recipes.loader import LoadedRecipe, recipe_to_yaml
 
 EXIT_OK = 0
+# training completed but the final checkpoint did not reach storage.checkpoints: the results live only
+# on this machine (the jobs controller fails the job with that message rather than lose them silently)
+EXIT_NOT_UPLOADED = 3
+FINAL_UPLOAD_S = 600.0
 
 
 def checkpoint_fingerprint(loaded: LoadedRecipe, data_fp: str) -> str:
@@ -60,15 +64,18 @@ def _precision(choice: str) -> str:
 def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
     """Run the recipe; SIGTERM/SIGINT at any point end it cleanly (after a checkpoint once training runs)."""
     from .train.signals import StopFlag
+    from .train.stop_by import StopBy
 
+    limits = StopBy()  # a bad SPOTRAIN_STOP_BY is a one-line error here
+    limits.start_watchdog()  # the budget/deadline moment holds through data preparation and hung uploads too
     stop = StopFlag().install()
     try:
-        return _run(loaded, workdir, say, stop)
+        return _run(loaded, workdir, say, stop, limits)
     finally:
         stop.restore()
 
 
-def _run(loaded: LoadedRecipe, workdir: Path, say, stop) -> int:
+def _run(loaded: LoadedRecipe, workdir: Path, say, stop, limits) -> int:
     from .train.loop import step_sleep_s
 
     step_sleep_s()  # a bad test pad fails here, not after data and model are built
@@ -124,10 +131,10 @@ def _run(loaded: LoadedRecipe, workdir: Path, say, stop) -> int:
         if main:
             done.unlink()
 
-    return _train_and_eval(loaded, data, acc, workdir, events, ckpt_fp, say, t_start, stop)
+    return _train_and_eval(loaded, data, acc, workdir, events, ckpt_fp, say, t_start, stop, limits)
 
 
-def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float, stop) -> int:
+def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float, stop, limits) -> int:
     from .model import build_model
     from .train import rng
     from .train.loop import Trainer
@@ -161,15 +168,18 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
 
         progress = tqdm(total=r.train.steps, initial=trainer.step, desc=r.name, unit="step", dynamic_ncols=True)
     try:
-        outcome = trainer.train(stop, progress)
+        outcome = trainer.train(stop, progress, limits if limits.active else None)
     finally:
         if progress is not None:
             progress.close()
+    uploaded = True
     if uploader is not None:  # the newest checkpoint must reach the bucket before this machine goes
-        budget = r.storage.upload_timeout_s if outcome.status == "interrupted" else max(r.storage.upload_timeout_s, 600.0)
-        if not uploader.wait(outcome.step, budget):
-            say(f"warning: checkpoint {outcome.step} not uploaded within {budget:g}s; the bucket keeps the previous one")
+        uploaded = _final_upload(uploader, remote, outcome, r.storage.upload_timeout_s, stop, say)
         uploader.close()
+    if outcome.status == "stopped":
+        events.emit("run_end", status="stopped", step=outcome.step, reason=limits.reason)
+        events.close()
+        return outcome.exit_code
     if outcome.status == "interrupted":
         say(f"interrupted by signal {outcome.exit_code - 128} at step {outcome.step}; checkpoint saved — rerun to resume")
         events.emit("run_end", status="interrupted", step=outcome.step)
@@ -191,7 +201,41 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
         say(f"done: {outcome.step} steps; results in {workdir}")
     acc.wait_for_everyone()
     events.close()
+    if not uploaded:
+        say(f"error: the bucket {remote.uri} does not have the final checkpoint (step {outcome.step}); the results are only in {workdir} "
+            "— copy them off this machine, or rerun once the bucket is reachable")
+        return EXIT_NOT_UPLOADED
     return EXIT_OK
+
+
+def _final_upload(uploader, remote, outcome, grace_s: float, stop, say) -> bool:
+    """Wait for the newest checkpoint to reach the bucket — only if this run saved it: a step it
+    restored is already there (or was never meant to be). A completed run waits up to 10 minutes;
+    an interrupted one, or a signal during the wait, only ``upload_timeout_s`` (the cloud's grace).
+    True when the bucket has ``outcome.step`` (or nothing new was saved)."""
+    step = outcome.step
+    if step not in uploader.submitted:
+        return True  # nothing this run saved at that step is waiting: the restored checkpoint came from the bucket or the disk
+    budget = max(grace_s, FINAL_UPLOAD_S) if outcome.status == "completed" else grace_s
+    end = time.monotonic() + budget
+    signalled = stop.raised
+    while True:
+        left = end - time.monotonic()
+        if left <= 0 or uploader.wait(step, min(left, 0.5)):
+            break
+        if step in uploader.failed:
+            break
+        if stop.raised and not signalled:  # the machine is going away: its grace period is what is left
+            signalled = True
+            end = min(end, time.monotonic() + grace_s)
+            say(f"signal received while checkpoint {step} uploads: waiting at most {grace_s:g}s more")
+    if step in uploader.done:
+        return True
+    if step in uploader.failed:
+        say(f"warning: uploading checkpoint {step} to {remote.uri} failed ({uploader.failed[step]}); the bucket keeps the previous one")
+    else:
+        say(f"warning: checkpoint {step} was still uploading to {remote.uri} after {budget:g}s; the bucket keeps the previous one")
+    return False
 
 
 def _export(model, data, workdir: Path) -> None:

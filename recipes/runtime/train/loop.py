@@ -73,6 +73,7 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.last_val: dict | None = None
+        self.save_seconds: float | None = None  # the last save's duration: part of the stop-by reserve
 
     # ---------------------------------------------------------------- checkpoints
     def resume(self) -> int | None:
@@ -140,6 +141,7 @@ class Trainer:
                              bytes=checkpoint.dir_bytes(final), seconds=round(self.clock() - t0, 4))
             self.events.sync()
         self.acc.wait_for_everyone()
+        self.save_seconds = self.clock() - t0  # every rank: the stop-by reserve must agree across ranks
         return final
 
     # ---------------------------------------------------------------- evaluation
@@ -161,7 +163,20 @@ class Trainer:
         v = self.acc.reduce(v, reduction="sum")
         return bool(v[0] > 0), bool(v[1] > 0)
 
-    def train(self, stop: StopFlag, progress=None) -> Outcome:
+    def _limit_reached(self, limits, step_s: float) -> bool:
+        return limits is not None and limits.due(step_s, self.save_seconds)
+
+    def _stopped_at_limit(self, limits, restored: int | None, saved: bool) -> Outcome:
+        from .stop_by import EXIT_STOPPED
+
+        if self.main:
+            self.events.emit("stopped_at_limit", step=self.step, reason=limits.reason, stop_by=limits.at, saved=saved)
+        self.say(f"stopping before the {limits.describe()} at step {self.step}" + ("; checkpoint saved" if saved else ""))
+        return Outcome("stopped", self.step, EXIT_STOPPED, self.tokens_seen, self.last_val, restored)
+
+    def train(self, stop: StopFlag, progress=None, limits=None) -> Outcome:
+        """Train to ``train.steps``; a signal, or ``limits`` (a :class:`StopBy`) running out, ends it
+        early after a checkpoint."""
         t, acc = self.t, self.acc
         ck = t.checkpoints
         restored = self.step
@@ -170,8 +185,12 @@ class Trainer:
         tokens_at_log = self.tokens_seen
         if stop.raised:  # the notice came during start-up: nothing new to save
             return Outcome("interrupted", self.step, 128 + stop.signum, self.tokens_seen, self.last_val, restored)
+        step_s = 1.0  # until the first step is timed
+        if self._flags(self._limit_reached(limits, step_s), False)[0] and self.step < t.steps:
+            return self._stopped_at_limit(limits, restored, saved=False)  # not even one step fits: nothing new to save
         pad = step_sleep_s()
         while self.step < t.steps:
+            step_start = time.monotonic()
             step_loss = torch.zeros((), device=acc.device)
             step_tokens = 0
             for micro in range(t.grad_accum):
@@ -213,13 +232,19 @@ class Trainer:
                     self.say(f"step {self.step}/{t.steps} loss {rec['loss']:.4f} lr {lr:.2e} {rec['tokens_per_s']:.0f} tok/s")
             if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
                 self.last_val = self.validate() or self.last_val
-            stopping = stop.raised
+            took = time.monotonic() - step_start
+            step_s = took if step_s == 1.0 and self.step == restored + 1 else max(took, 0.8 * step_s + 0.2 * took)
+            at_limit = self.step < t.steps and self._limit_reached(limits, step_s)
+            stopping = stop.raised or at_limit
             time_due = ck.every_minutes is not None and self.clock() - last_save >= ck.every_minutes * 60
             stopping, time_due = self._flags(stopping, time_due)
+            at_limit = stopping and not stop.raised
             due = (ck.every_steps and self.step % ck.every_steps == 0) or self.step == t.steps or time_due
-            if due or (stopping and ck.on_signal):
-                self.save("signal" if stopping else ("final" if self.step == t.steps else "periodic"))
+            if due or (stopping and (ck.on_signal or at_limit)):
+                self.save("limit" if at_limit else "signal" if stopping else ("final" if self.step == t.steps else "periodic"))
                 last_save = self.clock()
+            if at_limit:
+                return self._stopped_at_limit(limits, restored, saved=True)
             if stopping:
                 signum = stop.signum or 15
                 if self.main:

@@ -131,7 +131,14 @@ def op_validate(req: dict) -> dict:
 def op_enabled(req: dict) -> dict:
     _ensure_server()
     from sky.client import sdk
-    return {"clouds": [str(c) for c in _quiet(sky.get, sdk.enabled_clouds())]}
+    clouds = [str(c) for c in _quiet(sky.get, sdk.enabled_clouds())]
+    if not clouds:  # nothing checked yet on a fresh API server (or another client's check in flight): check once
+        try:
+            _quiet(sky.get, sdk.check(None, False))
+        except Exception:  # noqa: BLE001 - the answer below says what is enabled
+            pass
+        clouds = [str(c) for c in _quiet(sky.get, sdk.enabled_clouds())]
+    return {"clouds": clouds}
 
 
 def op_cluster(req: dict) -> dict:

@@ -32,7 +32,7 @@ from typing import Callable
 
 import yaml
 
-from spotrain.launcher.backends.base import CONTROLLER_BEAT, Backend, ProvisionError
+from spotrain.launcher.backends.base import CONTROLLER_BEAT, Backend, ProvisionError, holds_resources
 from spotrain.recipes.runtime.train.stop_by import EXIT_KILLED, EXIT_STOPPED, LIMITS_FILE_ENV, STOP_BY_ENV
 from spotrain.recipes.schema import Recipe
 
@@ -100,6 +100,7 @@ class Controller:
     _waiting_since: float | None = None
     _kill_at: float | None = None
     _last_why: str | None = None
+    _teardown_at: dict = field(default_factory=dict)  # attempt id → (tries, next try time)
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> JobStatus | None:
@@ -125,16 +126,20 @@ class Controller:
                 if not self.store.heartbeat(self.job_id, self.pid, now):
                     return None  # lease lost to another controller
                 self._touch_beat()
+                held = self._teardown(now)  # clusters of ended attempts whose teardown failed: again
                 job = self.store.job(self.job_id)
                 if JobStatus(job.status).is_terminal():
-                    return JobStatus(job.status)
+                    if not held:
+                        return JobStatus(job.status)
+                    self.sleep(self.tick)  # a finished job's controller stays until its clusters are gone
+                    continue
                 attempt = self.store.current_attempt(self.job_id)
                 if attempt is None:
                     self._between_attempts(job, now)
                 else:
                     self._watch(job, attempt, now)
                 job = self.store.job(self.job_id)
-                if JobStatus(job.status).is_terminal():
+                if JobStatus(job.status).is_terminal() and not self._teardown(self.clock()):
                     return JobStatus(job.status)
                 self.sleep(self.tick)
         finally:
@@ -382,6 +387,32 @@ class Controller:
         (workdir / "attempt.log").touch()
         self.store.set_handle(new_id, {**handle, "imported": recoveries, "dir": str(workdir), "log": str(workdir / "attempt.log")})
         self.store.transition(self.job_id, JobStatus.RUNNING, now)
+
+    def _teardown(self, now: float) -> bool:
+        """Retry the teardown of every ended attempt that still holds a cluster (30 s, doubling to
+        5 min between tries; billed until it is gone). True while any is still up."""
+        held = False
+        for a in self.store.attempts(self.job_id):
+            if a.end is None or not holds_resources(a.handle or {}):
+                continue
+            tries, at = self._teardown_at.get(a.id, (1 if (a.handle or {}).get("release_error") else 0, 0.0))  # the one at the end failed
+            if now >= at:
+                self._release(a)
+                a = self.store.attempt(a.id)
+                if holds_resources(a.handle or {}):
+                    tries += 1
+                    wait = min(30.0 * 2 ** max(tries - 2, 0), 300.0)
+                    self._teardown_at[a.id] = (tries, now + wait)
+                    self.store.event(self.job_id, "teardown_failed", f"{a.handle['cluster']} is still up (teardown try {tries}: "
+                                     f"{a.handle.get('release_error', 'no answer')}); trying again in {wait:.0f} s", now, attempt=a.id)
+                    held = True
+                else:
+                    self._teardown_at.pop(a.id, None)
+                    if tries:
+                        self.store.event(self.job_id, "teardown", f"{a.handle['cluster']} torn down after {tries + 1} tries", now, attempt=a.id)
+            else:
+                held = True
+        return held
 
     def _release(self, attempt, ended_at: float | None = None) -> None:
         """Free the attempt's resources (a cloud cluster) and bill up to the moment they were gone

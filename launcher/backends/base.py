@@ -32,6 +32,13 @@ class ProvisionError(SpotrainError):
     pass
 
 
+def holds_resources(handle: dict) -> bool:
+    """Whether an attempt still holds something that bills (a cloud cluster not yet torn down).
+    ``release`` marks a handle ``released`` once its cluster is gone; a failed teardown leaves it
+    unmarked (with ``release_error``) and the controller tries again."""
+    return bool(handle.get("cluster")) and not handle.get("released")
+
+
 @dataclass(frozen=True)
 class AttemptState:
     running: bool

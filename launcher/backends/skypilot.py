@@ -397,8 +397,10 @@ class SkyBackend(Backend):
             self._forget_launch(handle)
         try:
             self.bridge.call("down", cluster=handle["cluster"], purge=True)
-        except SkyError:
-            return  # retried at the next release
+        except SkyError as exc:
+            handle["release_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return  # the controller tries again until the cluster is gone
+        handle.pop("release_error", None)
         handle["released"] = self.clock()
         try:
             cost = self.bridge.call("cost", cluster=handle["cluster"])

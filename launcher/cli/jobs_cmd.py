@@ -103,6 +103,7 @@ def print_cost(store, job_id: int) -> None:
 def status(job_id: int | None, as_json: bool) -> None:
     """Jobs and their state, progress and spend (one job with JOB_ID)."""
     from spotrain.jobs.service import unwatched
+    from spotrain.launcher.backends.base import holds_resources
 
     store = _store()
     jobs = [store.job(job_id)] if job_id is not None else store.jobs()
@@ -114,7 +115,9 @@ def status(job_id: int | None, as_json: bool) -> None:
         out.append({"id": j.id, "name": j.name, "status": j.status, "backend": j.backend, "attempts": len(store.attempts(j.id)),
                     "step": prog.get("step"), "steps": _total_steps(j), "loss": prog.get("loss"), "spend": store.spend(j.id),
                     "spend_at_least": unwatched(j, now), "max_cost": j.max_cost, "created": j.created, "message": j.message,
-                    "emulated": j.backend == "local"})
+                    "emulated": j.backend == "local",
+                    # clusters of ended attempts whose teardown has not succeeded yet: they still bill
+                    "clusters_up": [a.handle["cluster"] for a in store.attempts(j.id) if a.end is not None and holds_resources(a.handle or {})]})
     if as_json:
         click.echo(json.dumps(out if job_id is None else out[0], indent=2))
         return
@@ -123,6 +126,10 @@ def status(job_id: int | None, as_json: bool) -> None:
              ("≥" if o["spend_at_least"] else "") + render.money(o["spend"]) + (" (emulated)" if o["emulated"] else ""),
              render.money(o["max_cost"]) if o["max_cost"] else "-", render.age(o["created"])] for o in out]
     click.echo(render.table(rows, ["id", "name", "status", "attempts", "step", "loss", "spend", "budget", "age"], right={0, 3}))
+    for o in out:
+        if o["clusters_up"]:
+            click.echo(f"job {o['id']} ({o['status']}): cluster(s) still up and billing: {', '.join(o['clusters_up'])} — its controller "
+                       "retries the teardown; `sky down` them by hand if this persists", err=True)
     if any(o["spend_at_least"] for o in out):
         click.echo("≥: no controller was billing the job (it died); a new one is adopting it and bills the gap", err=True)
     if job_id is not None and out[0]["message"]:

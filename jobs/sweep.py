@@ -34,10 +34,19 @@ class Grid:
     starts: int = 50
     seed: int = 0
     trace_prices: bool = True
+    start_ticks: tuple[int, ...] | None = None  # exactly these start offsets in every scenario (instead of ``starts``)
 
 
-def start_offsets(scn: traces.Scenario, starts: int, seed: int) -> list[int]:
-    """Seeded start ticks, the same for every policy and setting of a scenario."""
+def start_offsets(scn: traces.Scenario, starts: int, seed: int, ticks: tuple[int, ...] | None = None) -> list[int]:
+    """Seeded start ticks, the same for every policy and setting of a scenario — or ``ticks``,
+    exactly (so an independent simulator can be compared run by run)."""
+    if ticks is not None:
+        bad = [t for t in ticks if not 0 <= t < scn.ticks]
+        if bad:
+            from spotrain.errors import SpotrainError
+
+            raise SpotrainError(f"--start-ticks {bad[0]}: scenario {scn.name} has ticks 0..{scn.ticks - 1} — give ticks inside every trace")
+        return list(ticks)
     key = sum(ord(c) * 31**i for i, c in enumerate(scn.name)) % (2**31)
     rng = np.random.default_rng([seed, key])
     return [int(x) for x in rng.integers(0, scn.ticks, size=starts)]
@@ -79,7 +88,7 @@ def run(scenarios: Iterable[traces.Scenario], grid: Grid, workers: int = 1) -> l
     for p in grid.policies:
         if p not in REGISTRY:
             make(p)  # raises the one-line error
-    tasks = [(scn, grid, start, oh) for scn in scenarios for start in start_offsets(scn, grid.starts, grid.seed) for oh in grid.overheads_h]
+    tasks = [(scn, grid, start, oh) for scn in scenarios for start in start_offsets(scn, grid.starts, grid.seed, grid.start_ticks) for oh in grid.overheads_h]
     if workers > 1 and len(tasks) > 1:
         import multiprocessing as mp
 

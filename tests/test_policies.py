@@ -150,7 +150,7 @@ def test_spot_never_up():
         r = run(name, t, 8)
         assert (r.cost, r.deadline_met) == (5 * OD, True), name
     g = run("greedy", t, 8)
-    assert g.finish_h == 8  # waited to the last safe moment
+    assert g.finish_h == 7  # the paper's T + 2D rule: on-demand once 4 h + 2 restarts no longer fit (t=2)
     e = run("eager-next-region", t, 8)
     assert (e.deadline_met, e.cost, e.finish_h) == (False, 5 * OD, 13)  # never on-demand: late, finished on on-demand after
     assert opt.solve(t).cost(8) == 5 * OD
@@ -192,10 +192,12 @@ def test_uniform_progress_runs_on_demand_when_behind_pace():
     up = run("uniform-progress", t, 12)
     assert up.od_h > 0 and up.deadline_met and up.cost > 9 * SP
     g = run("greedy", t, 13)
-    assert (g.od_h, g.cost, g.finish_h) == (0, 9 * SP, 12)  # waits 3 h, then 1 h restart + 8 h on spot
-    # an hour less: at t=3 the slack (1 h) pays for one restart only, so it must be on-demand
+    # waits 3 h; at t=3 the work plus two restarts (10 h) no longer fits before the deadline, so the
+    # paper's T + 2D rule takes on-demand although spot is up: 1 h restart + 8 h on on-demand
+    assert (g.od_h, g.cost, g.finish_h) == (9, 9 * OD, 12)
+    # an hour less: on-demand an hour earlier (at t=2)
     g12 = run("greedy", t, 12)
-    assert (g12.spot_h, g12.od_h, g12.finish_h) == (0, 9, 12)
+    assert (g12.spot_h, g12.od_h, g12.finish_h) == (0, 9, 11)  # T + 2D at t=2: restart, 8 h, done at 11
     assert opt.solve(t).cost(12) == 9 * SP  # the optimum knows spot will stay
 
 
@@ -429,3 +431,44 @@ def test_known_window_market_sees_the_runs_own_future():
     assert 4 * gap in ups and 2 * gap in downs  # the window's own spells
     assert 7 * gap not in downs and 50 * gap not in ups  # nothing after the window
     assert sum(ups) + sum(downs) == (168 + 10) * gap  # exactly the week before and the window
+
+
+class Recorder(Policy):
+    """Wraps a policy and records, per tick, where the job ran and what the policy decided."""
+
+    def __init__(self, inner):
+        self.inner, self.log = inner, []
+
+    def decide(self, job, at, zones):
+        d = self.inner.decide(job, at, zones)
+        self.log.append((round(job.elapsed_s / 3600), at.kind, d.kind, round(job.remaining_s / 3600, 3)))
+        return d
+
+
+def test_uniform_progress_keeps_on_demand_while_spot_is_down_as_the_paper_does():
+    """4 h of work, 12 h deadline, 1 h restarts; spot down for the first 6 h. Worked by hand from the
+    paper's rc_cr_threshold ``_step`` (c0 = 4, r0 = 12, d = 1):
+    t=0: condition 0 − 0 = 0 (not behind), no spot → nothing;
+    t=1: condition 0 − 1·4/12 < 0, no spot → on-demand (restart 1 h);
+    t=2..4: on on-demand and spot down → keep it (condition2 also ≥ 0 at t=2..4);
+    t=5: 3 h done, condition2 = (5+2)·4/12 − 3 < 0, but spot is down → keep on-demand
+         (the variant this replaced went idle here, ahead of pace, and paid a restart later);
+    finish at t=6 on on-demand: 5 h × $3."""
+    t = tl([0] * 6 + [1] * 6, work=4, overhead=1)
+    rec = Recorder(make("uniform-progress"))
+    r = simulate(rec, t, 12, policy_sees_deadline=True)
+    assert [(tick, d) for tick, _, d, _ in rec.log] == [(0, WAIT), (1, ON_DEMAND), (2, ON_DEMAND), (3, ON_DEMAND), (4, ON_DEMAND),
+                                                       (5, ON_DEMAND)]
+    assert rec.log[5][3] == 1.0  # 3 of 4 h done when it decides to keep on-demand with spot down
+    assert (r.od_h, r.spot_h, r.cost, r.finish_h, r.deadline_met) == (5, 0, 15.0, 6, True)
+
+
+def test_greedy_follows_the_papers_t_plus_2d_and_t_plus_d_rules():
+    """6 h of work, 10 h deadline, 1 h restarts, spot down throughout. The paper's strawman waits
+    while the work plus two restarts fits (ceil(6+2) = 8 < floor(10 − t)), i.e. t = 0 and 1, and
+    takes on-demand at t = 2 (8 ≥ 8): a 1 h restart and 6 h of work end at t = 9."""
+    t = tl([0] * 10, work=6, overhead=1)
+    rec = Recorder(make("greedy"))
+    r = simulate(rec, t, 10, policy_sees_deadline=True)
+    assert [d for _, _, d, _ in rec.log[:4]] == [WAIT, WAIT, ON_DEMAND, ON_DEMAND]
+    assert (r.od_h, r.cost, r.finish_h, r.deadline_met) == (7, 21.0, 9, True)

@@ -127,3 +127,16 @@ def test_shared_trace_paper_setting():
         if s["policy"] in SAFE:
             assert s["miss_rate"] == 0
     assert all(r["step_seconds"] == 32 for r in doc["runs"])  # the trace's own tick
+
+
+def test_start_ticks_run_exactly_those_offsets():
+    res = sim("--work-hours", "4", "--deadline-hours", "5", "--overhead-hours", "0.1", "--start-ticks", "0,7,3", "--policy", "greedy",
+              "--policy", "uniform-progress", "--workers", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    runs = json.loads(res.stdout)["runs"]
+    assert sorted({r["start_tick"] for r in runs}) == [0, 3, 7]
+    assert len(runs) == 2 * 3 * 2  # 2 files × 3 starts × 2 policies
+    bad = sim("--start-ticks", "1,x")
+    assert bad.returncode == 2 and "--start-ticks '1,x': give whole trace ticks" in bad.stderr
+    far = sim("--start-ticks", "99999999", "--workers", "1")
+    assert far.returncode == 2 and "--start-ticks 99999999: scenario" in far.stderr

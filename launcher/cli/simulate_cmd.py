@@ -42,11 +42,13 @@ def _hours_list(text: str, what: str, positive: bool = True) -> tuple[float, ...
 @click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="Instances the job needs at once.")
 @click.option("--starts", type=click.IntRange(min=1), default=50, show_default=True, help="Random start offsets per scenario.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--start-ticks", default=None, help="Run exactly these start offsets (trace ticks, comma-separated) in every scenario "
+                                                  "and setting, instead of --starts random ones.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all CPUs).")
 @click.option("--json", "as_json", is_flag=True, help="Print {summary, runs} as JSON.")
 def simulate(traces_dir: Path, multi_zone: bool, policies: tuple[str, ...], work_hours: float, deadline_hours: str, overhead_hours: str,
              on_demand_price: float, spot_price: float, ignore_trace_prices: bool, checkpoint_hours: float | None, nodes: int,
-             starts: int, seed: int, workers: int | None, as_json: bool) -> None:
+             starts: int, seed: int, start_ticks: str | None, workers: int | None, as_json: bool) -> None:
     """Replay spot traces tick by tick: cost, deadline misses and gap to the omniscient optimum per policy."""
     from spotrain.jobs import sweep, traces
     from spotrain.jobs.policies import REGISTRY
@@ -59,10 +61,19 @@ def simulate(traces_dir: Path, multi_zone: bool, policies: tuple[str, ...], work
     for d in deadlines:
         if d < work_hours:
             raise SpotrainError(f"--deadline-hours {d:g} is shorter than --work-hours {work_hours:g}: no policy could finish")
+    ticks = None
+    if start_ticks is not None:
+        try:
+            ticks = tuple(int(x) for x in start_ticks.split(",") if x.strip())
+        except ValueError:
+            raise SpotrainError(f"--start-ticks {start_ticks!r}: give whole trace ticks, comma-separated (e.g. 0,120,4000)") from None
+        if not ticks or min(ticks) < 0:
+            raise SpotrainError(f"--start-ticks {start_ticks!r}: give whole trace ticks ≥ 0, comma-separated (e.g. 0,120,4000)")
+        starts = len(ticks)
     scenarios = traces.load_scenarios(traces_dir, multi_zone=multi_zone)
     grid = sweep.Grid(policies=policies or ALL_POLICIES, work_h=work_hours, deadlines_h=deadlines, overheads_h=overheads,
                       od_price=on_demand_price, spot_price=spot_price, checkpoint_h=checkpoint_hours, nodes=nodes, starts=starts,
-                      seed=seed, trace_prices=not ignore_trace_prices)
+                      seed=seed, trace_prices=not ignore_trace_prices, start_ticks=ticks)
     runs = sweep.run(scenarios, grid, workers=workers or os.cpu_count() or 1)
     summary = sweep.summarize(runs)
     if as_json:

@@ -33,6 +33,7 @@ from typing import Callable
 import yaml
 
 from spotrain.launcher.backends.base import CONTROLLER_BEAT, Backend, ProvisionError, holds_resources
+from spotrain.recipes.runtime.events import EventTail
 from spotrain.recipes.runtime.train.stop_by import EXIT_KILLED, EXIT_STOPPED, LIMITS_FILE_ENV, STOP_BY_ENV
 from spotrain.recipes.schema import Recipe
 
@@ -62,30 +63,45 @@ def error_line(log: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def fold_progress(out: dict, events: list[dict]) -> dict:
+    """Newest step, restored checkpoint and checkpoint save time, updated with ``events``."""
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "step":
+            out.setdefault("first_step", ev["step"])
+            out.setdefault("first_step_time", ev["time"])
+            out.update(step=ev["step"], loss=ev["loss"], step_time=ev["time"])
+            if out["step"] > out["first_step"]:
+                out["step_seconds"] = (out["step_time"] - out["first_step_time"]) / (out["step"] - out["first_step"])
+        elif kind == "checkpoint_restored":
+            out["restored"] = ev["step"]
+        elif kind == "checkpoint_saved":
+            out["save_seconds"] = max(out.get("save_seconds", 0.0), ev.get("seconds", 0.0))
+            out["saved"] = max(out.get("saved", 0), ev["step"])
+    return out
+
+
+class ProgressReader:
+    """:func:`read_progress` kept up incrementally: each call folds in only what an attempt's
+    ``events.jsonl`` gained since the last (the controller asks every tick; the file of a
+    multi-day job is tens of MB)."""
+
+    def __init__(self) -> None:
+        self._by: dict[Path, tuple[EventTail, dict]] = {}
+
+    def __call__(self, workdir: Path) -> dict:
+        key = Path(workdir)
+        tail, out = self._by.get(key) or (EventTail(key / "events.jsonl"), {})
+        events, reset = tail.read()
+        if reset:
+            out = {}
+        self._by[key] = (tail, fold_progress(out, events))
+        return dict(out)
+
+
 def read_progress(workdir: Path) -> dict:
     """Newest step, restored checkpoint and checkpoint save time from an attempt's events.jsonl."""
-    out: dict = {}
-    path = workdir / "events.jsonl"
-    if not path.exists():
-        return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            ev = json.loads(line)
-            kind = ev.get("event")
-            if kind == "step":
-                out.setdefault("first_step", ev["step"])
-                out.setdefault("first_step_time", ev["time"])
-                out.update(step=ev["step"], loss=ev["loss"], step_time=ev["time"])
-                if out["step"] > out["first_step"]:
-                    out["step_seconds"] = (out["step_time"] - out["first_step_time"]) / (out["step"] - out["first_step"])
-            elif kind == "checkpoint_restored":
-                out["restored"] = ev["step"]
-            elif kind == "checkpoint_saved":
-                out["save_seconds"] = max(out.get("save_seconds", 0.0), ev.get("seconds", 0.0))
-                out["saved"] = max(out.get("saved", 0), ev["step"])
-    return out
+    return ProgressReader()(workdir)
 
 
 @dataclass
@@ -101,6 +117,7 @@ class Controller:
     _kill_at: float | None = None
     _last_why: str | None = None
     _teardown_at: dict = field(default_factory=dict)  # attempt id → (tries, next try time)
+    progress: ProgressReader = field(default_factory=ProgressReader)
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> JobStatus | None:
@@ -286,7 +303,7 @@ class Controller:
             self._move_stop_by(job, attempt, handle, now)
         if json.dumps(handle, sort_keys=True) != before:
             self.store.set_handle(attempt.id, handle)
-        prog = read_progress(Path(handle["dir"]))
+        prog = self.progress(Path(handle["dir"]))
         if prog.get("step") is not None:
             self.store.set_steps(attempt.id, prog.get("first_step"), prog["step"])
         if st.provision_error is not None:
@@ -376,6 +393,8 @@ class Controller:
         """The backend recovered the job itself (SkyPilot managed jobs): record it as we would our own —
         the attempt ends preempted, a new one starts on the same terms, every second stays billed."""
         self.store.bill(attempt.id, now)
+        # the same managed job goes on in the next attempt: this one holds nothing of its own to tear down
+        self.store.set_handle(attempt.id, {**handle, "released": now, "continued_in_next_attempt": True})
         self.store.end_attempt(attempt.id, EndReason.PREEMPTED, None, now)
         why = f"SkyPilot recovered the managed job (recovery {recoveries})"
         for status in (JobStatus.PREEMPTED, JobStatus.RECOVERING, JobStatus.PROVISIONING):

@@ -30,6 +30,7 @@ class LivePolicy:
     tick: float
     every_steps: int | None
     every_minutes: float | None
+    progress: object = None  # a controller.ProgressReader, made on first use
 
     @classmethod
     def for_job(cls, recipe, job, emulated: bool, tick: float) -> "LivePolicy":
@@ -45,14 +46,16 @@ class LivePolicy:
 
     def _progress(self, attempts) -> tuple[int, int, float | None, float | None, dict]:
         """(committed step, newest step, step seconds, slowest restart, progress of the newest attempt)."""
-        from .controller import read_progress
+        from .controller import ProgressReader
 
+        if self.progress is None:
+            self.progress = ProgressReader()
         committed = newest = 0
         step_s = restart = None
         last: dict = {}
         for a in attempts:
             d = (a.handle or {}).get("dir")
-            prog = read_progress(Path(d)) if d else {}
+            prog = self.progress(Path(d)) if d else {}
             last = prog
             committed = max(committed, prog.get("saved", 0), prog.get("restored", 0) or 0)
             newest = max(newest, prog.get("step", 0) or 0)

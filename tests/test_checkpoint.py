@@ -143,3 +143,44 @@ def test_progress_bar_on_a_terminal(tmp_path):
     assert "tiny-test: 100%" in out and "8/8" in out
     assert "step/s" in out or "s/step" in out
     assert "loss=" in out
+
+
+def test_event_tail_reads_only_what_was_appended_and_restarts_on_a_rewrite(tmp_path):
+    """The one events reader (controller, live policy, status, TUI): offset-based, a cut last
+    line waits for its newline, a shrunk or replaced file is read again from the start."""
+    import os
+
+    from spotrain.recipes.runtime.events import EventTail
+
+    p = tmp_path / "events.jsonl"
+    tail = EventTail(p)
+    assert tail.read() == ([], False)  # no file yet
+    p.write_text('{"event":"step","step":1}\n{"event":"step","st')
+    assert [e["step"] for e in tail.read()[0]] == [1]
+    with open(p, "a") as fh:
+        fh.write('ep":2}\nnot json\n{"event":"step","step":3}\n')
+    evs, reset = tail.read()
+    assert [e["step"] for e in evs] == [2, 3] and not reset
+    assert tail.read() == ([], False)
+    repl = tmp_path / "new.jsonl"
+    repl.write_text('{"event":"step","step":1}\n{"event":"step","step":2}\n{"event":"step","step":3}\n{"event":"step","step":4}\n')
+    os.replace(repl, p)  # rewritten (the SkyPilot backend's copy), longer than before
+    evs, reset = tail.read()
+    assert reset and [e["step"] for e in evs] == [1, 2, 3, 4]
+    p.write_text('{"event":"step","step":9}\n')  # shrank
+    evs, reset = tail.read()
+    assert reset and [e["step"] for e in evs] == [9]
+
+
+def test_progress_reader_folds_incrementally(tmp_path):
+    from spotrain.jobs.controller import ProgressReader, read_progress
+
+    log = EventLog(tmp_path / "events.jsonl", clock=iter(range(100, 200)).__next__)
+    read = ProgressReader()
+    log.emit("checkpoint_restored", step=4)
+    log.emit("step", step=5, loss=2.0)
+    assert read(tmp_path) == {"restored": 4, "first_step": 5, "first_step_time": 101, "step": 5, "loss": 2.0, "step_time": 101}
+    log.emit("step", step=7, loss=1.5)
+    log.emit("checkpoint_saved", step=7, seconds=0.5)
+    got = read(tmp_path)
+    assert abs(got["step_seconds"] - 0.5) < 1e-9 and got["saved"] == 7 and got == read_progress(tmp_path)

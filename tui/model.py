@@ -18,6 +18,7 @@ import yaml
 
 from spotrain.jobs.states import JobStatus
 from spotrain.jobs.store import Store
+from spotrain.recipes.runtime.events import EventTail
 
 
 @dataclass(frozen=True)
@@ -94,35 +95,19 @@ def _total_steps(recipe_yaml: str) -> int | None:
 
 
 class EventReader:
-    """Complete lines of attempts' events.jsonl files, read incrementally: each call parses only
-    what was appended since the last (a multi-day job's log is tens of megabytes and the screen
-    refreshes every few seconds). A file that shrank was rewritten: it is read again from the
-    start. A line still being written is left for the next call."""
+    """Every complete event of attempts' events.jsonl files, kept up incrementally: each call
+    parses only what was appended since the last (``EventTail``; a rewritten file is read again)."""
 
     def __init__(self):
-        self._seen: dict[Path, tuple[int, list[dict]]] = {}
+        self._seen: dict[Path, tuple[EventTail, list[dict]]] = {}
 
     def __call__(self, path: Path) -> list[dict]:
-        offset, events = self._seen.get(path, (0, []))
-        try:
-            size = path.stat().st_size
-        except OSError:
-            self._seen.pop(path, None)
-            return []
-        if size < offset:
-            offset, events = 0, []
-        if size > offset:
-            with open(path, "rb") as fh:
-                fh.seek(offset)
-                chunk = fh.read(size - offset)
-            end = chunk.rfind(b"\n") + 1
-            for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-            offset += end
-        self._seen[path] = (offset, events)
+        tail, events = self._seen.get(path) or (EventTail(path), [])
+        new, reset = tail.read()
+        if reset:
+            events = []
+        events.extend(new)
+        self._seen[path] = (tail, events)
         return events
 
 

@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 
 def repair_tail(path: Path) -> None:
@@ -82,9 +81,49 @@ class EventLog:
             self._fh = None
 
 
-def read_events(path: Path) -> Iterator[dict]:
-    """Yield complete events; a cut-short last line is skipped."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.endswith("\n"):
-                yield json.loads(line)
+class EventTail:
+    """The one reader of an ``events.jsonl``: each ``read()`` returns only the complete events
+    appended since the last call (offset-based: a multi-day job's file is tens of MB and the
+    controller, ``status`` and the TUI look every second or two). A cut-short last line waits for
+    its newline; a line that is not JSON is skipped. A file that shrank or was replaced (another
+    inode: the SkyPilot backend rewrites its copy) is read again from the start, and ``read``
+    says so, so a caller that folds events can start its fold over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self._ino: int | None = None
+
+    def read(self) -> tuple[list[dict], bool]:
+        """(new events, whether the file was rewritten since the last call)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            reset = self.offset > 0
+            self.offset, self._ino = 0, None
+            return [], reset
+        reset = False
+        if (self._ino is not None and st.st_ino != self._ino) or st.st_size < self.offset:
+            self.offset, reset = 0, True
+        self._ino = st.st_ino
+        if st.st_size == self.offset:
+            return [], reset
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read(st.st_size - self.offset)
+        end = chunk.rfind(b"\n") + 1
+        events = []
+        for line in chunk[:end].decode("utf-8", errors="replace").splitlines():
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(ev, dict):
+                events.append(ev)
+        self.offset += end
+        return events, reset
+
+
+def read_events(path: Path) -> list[dict]:
+    """Every complete event of one ``events.jsonl`` (a cut-short last line is skipped)."""
+    return EventTail(path).read()[0]

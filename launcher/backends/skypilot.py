@@ -380,18 +380,26 @@ class SkyBackend(Backend):
         if handle.get("released"):
             return
         if handle.get("managed"):  # SkyPilot tears its clusters down itself; import its bill
-            if handle.get("job_id") is None:
+            if handle.get("job_id") is None:  # no managed job came of the launch: nothing is left to bill
                 self._forget_launch(handle)
+                handle["released"] = self.clock()
                 return
             try:
                 q = self.bridge.call("jobs_queue", job_id=handle["job_id"])
                 if q.get("status") not in _MANAGED_DONE:  # we stop following it: it must not run (and bill) on
                     self.bridge.call("jobs_cancel", job_id=handle["job_id"])
+                    handle["release_error"] = f"managed job {handle['job_id']} cancelled; waiting for SkyPilot to report it ended"
                     return  # released once SkyPilot reports it ended
-                cost = self.bridge.call("jobs_cost", name=handle["cluster"], job_id=handle["job_id"])
-            except SkyError:
+            except SkyError as exc:
+                handle["release_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 return
-            handle.update(released=self.clock(), sky_cost=cost.get("cost"), sky_seconds=cost.get("duration"))
+            handle.pop("release_error", None)
+            handle["released"] = self.clock()  # SkyPilot says the managed job ended: its clusters are gone
+            try:
+                cost = self.bridge.call("jobs_cost", name=handle["cluster"], job_id=handle["job_id"])
+                handle.update(sky_cost=cost.get("cost"), sky_seconds=cost.get("duration"))
+            except SkyError:
+                pass  # SkyPilot's own bill is for comparison only
             return
         if handle.get("job_id") is None:
             self._forget_launch(handle)

@@ -325,6 +325,17 @@ def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env
     d = start()
     try:
         wait(lambda: any(h.outcome == "launched" for h in history(1)), 60, "a launched run")
+        # a job whose controller is gone (never started here): the daemon adopts it with no CLI command,
+        # and the new controller ends it at its (past) deadline
+        from spotrain.jobs.service import open_store
+
+        st = open_store()
+        orphan = st.create_job(name="orphan", backend="local", recipe_yaml=yaml.safe_dump(tiny_recipe()), recipe_dir=str(tmp_path),
+                               offers=[], options={}, workdir=str(tmp_path / "orphan"), max_cost=None, deadline=time.time() - 1,
+                               now=time.time() - 100)
+        (tmp_path / "orphan").mkdir()
+        wait(lambda: open_store().job(orphan).status == "STOPPED_DEADLINE", 60, "the daemon to adopt the orphan job")
+        assert any(e.kind == "adopt" for e in open_store().events(orphan))
         second = spotrain("scheduler", "--poll", "1")
         assert second.returncode == 2 and "a scheduler already runs for this job database" in second.stderr
         listing = json.loads(spotrain("schedule", "list", "--json").stdout)

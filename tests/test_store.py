@@ -265,6 +265,16 @@ def test_denied_access_names_bucket_and_credential_source(monkeypatch):
         proc.kill()
 
 
+def wait_for_event(events: Path, name: str, proc, timeout: float = 120) -> None:
+    """Until the run ``proc`` has written event ``name`` (it must still be running)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not (events.exists() and f'"{name}"' in events.read_text()):
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
+
+
 def test_resume_at_the_final_step_and_sigint_after_resume_wait_for_nothing(s3, tmp_path):
     """A run restored at its final step has nothing to upload (it used to sit 600 s, then warn); a
     SIGINT just after a resume does not wait upload_timeout_s for an upload never submitted."""
@@ -277,13 +287,7 @@ def test_resume_at_the_final_step_and_sigint_after_resume_wait_for_nothing(s3, t
     assert "resumed from checkpoint at step 10" in again.stdout and "warning" not in again.stdout + again.stderr
     longer = run_recipe(tmp_path, uri, steps=5000)  # same model and data: resumes from the bucket's step 10
     proc = spotrain_popen("run", str(longer), "--workdir", str(tmp_path / "m3"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.5"})
-    events = tmp_path / "m3" / "events.jsonl"
-    import time
-
-    end = time.monotonic() + 120
-    while not (events.exists() and '"checkpoint_restored"' in events.read_text()):
-        assert time.monotonic() < end and proc.poll() is None
-        time.sleep(0.05)
+    wait_for_event(tmp_path / "m3" / "events.jsonl", "checkpoint_restored", proc)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=45)  # upload_timeout_s is 60: it must not be waited out
     assert proc.returncode == 130, out
@@ -293,8 +297,6 @@ def test_resume_at_the_final_step_and_sigint_after_resume_wait_for_nothing(s3, t
 def test_a_failed_final_upload_says_so_and_exits_3(s3, tmp_path):
     """The bucket disappears mid-run: the last upload fails; the message says what happened and the
     exit code says the bucket does not have the final checkpoint."""
-    import time
-
     import boto3
 
     uri, env = s3
@@ -303,11 +305,7 @@ def test_a_failed_final_upload_says_so_and_exits_3(s3, tmp_path):
     r["storage"]["retry_seconds"] = 2
     recipe.write_text(yaml.safe_dump(r))
     proc = spotrain_popen("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.2"})
-    events = tmp_path / "m1" / "events.jsonl"
-    end = time.monotonic() + 120
-    while not (events.exists() and '"checkpoint_uploaded"' in events.read_text()):
-        assert time.monotonic() < end and proc.poll() is None
-        time.sleep(0.05)
+    wait_for_event(tmp_path / "m1" / "events.jsonl", "checkpoint_uploaded", proc)
     bucket = uri[5:].split("/", 1)[0]
     b = boto3.resource("s3").Bucket(bucket)
     b.objects.all().delete()

@@ -42,8 +42,8 @@ def run(file: str, overrides: tuple[str, ...], workdir: Path | None, nproc: int)
     rc = run_recipe(loaded, workdir)
     from spotrain.recipes.runtime.train.stop_by import EXIT_STOPPED
 
-    if rc == EXIT_STOPPED:  # stopped before a budget/deadline moment, checkpoint saved: exit now, not after
-        sys.stdout.flush()  # seconds of interpreter teardown that the moment has no room for
-        sys.stderr.flush()
+    if rc == EXIT_STOPPED or rc > 128:  # stopped for a limit or a signal, checkpoint saved: exit now — the
+        sys.stdout.flush()  # seconds of interpreter teardown on a loaded machine outlast a stop-by moment
+        sys.stderr.flush()  # or a cloud's grace period
         os._exit(rc)
     raise click.exceptions.Exit(rc)

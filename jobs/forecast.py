@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spotrain.jobs import traces
-from spotrain.jobs.policies import make
-from spotrain.jobs.policies.base import MarketHistory, SpellStats
-from spotrain.jobs.simulator import simulate
+from spotrain.pricing.estimate import Hazard
 
-from .estimate import Hazard
+from . import traces
+from .policies import make
+from .policies.base import MarketHistory, SpellStats
+from .simulator import simulate
 
 MAX_STEPS = 240  # at least this resolution over the horizon: forecasts are for planning, not accounting
 # A job of more than MAX_WORK_H hours is forecast as a MAX_WORK_H-hour job on the same terms (deadline

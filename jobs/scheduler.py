@@ -71,8 +71,9 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
     """(outcome, id of the reservation row or None). The cap is decided and reserved in one write
     transaction of the job database, with the schedule's row locked: fires of one schedule from any
     process or host see each other's reservations, so two cannot both spend the same remainder."""
-    from spotrain.launcher.cli.launch_cmd import plan_offers
     from spotrain.recipes.loader import load_recipe
+
+    from .planning import plan_offers
 
     from . import service
 
@@ -81,7 +82,8 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
     loaded = load_recipe(sc.recipe_path, list(sc.overrides))
     from .limits import viable_cap
 
-    offers, best, sky = plan_offers(loaded, sc.backend, live=True, quiet=True)  # slow: before taking the lock
+    planned = plan_offers(loaded, sc.backend, live=True)  # slow: before taking the lock
+    offers, best, sky = planned.offers, planned.best, planned.sky
     decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best["cost"],
                                         min_cap=viable_cap(loaded.recipe, best, sc.backend))
     if run_id is None:
@@ -176,10 +178,9 @@ def parse_trigger(cron: str | None, every: str | None) -> dict:
         except ValueError as e:
             raise SpotrainError(f"--cron {cron!r}: {e} — five fields: minute hour day-of-month month day-of-week") from None
         return {"cron": cron}
-    from .preemption import parse_seconds
+    from spotrain.units import parse_seconds
 
-    text = every.strip()
-    seconds = float(text[:-1]) * 86400 if text.endswith("d") and text[:-1].replace(".", "", 1).isdigit() else parse_seconds(text)
+    seconds = parse_seconds(every)
     if not (seconds >= 1 and math.isfinite(seconds)):
         raise SpotrainError(f"--every {every!r}: at least 1 s")
     return {"every": seconds}

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from spotrain.paths import heartbeat_stale_s
 from spotrain.pricing.catalog import spotrain_home
 from spotrain.recipes.loader import LoadedRecipe, absolute_recipe, public_dump
 from spotrain.recipes.schema.budget import parse_duration
 
-from .controller import STALE_AFTER
 from .db import connect
 from .store import Store
 
@@ -41,7 +41,7 @@ def write_sky_files(d: Path, loaded: LoadedRecipe, sky: dict) -> None:
     """What the SkyPilot backend needs for every attempt: the recipe as the node sees it (relative
     paths, overrides applied, no env/secrets), how to install spotrain there, resolved env, and the
     secrets — in a file only the owner can read, never in the database or a log."""
-    from spotrain.launcher.cli.sky_launch import node_recipe_text
+    from spotrain.launcher.compiler import node_recipe_text
 
     (d / "recipe.node.yaml").write_text(node_recipe_text(loaded))
     secrets = sky.pop("secrets", {})
@@ -93,8 +93,8 @@ def unwatched(job, now: float) -> bool:
     if JobStatus(job.status).is_terminal():
         return False
     if job.heartbeat is None:
-        return now - job.created >= STALE_AFTER
-    return now - job.heartbeat > STALE_AFTER
+        return now - job.created >= heartbeat_stale_s()
+    return now - job.heartbeat > heartbeat_stale_s()
 
 
 def ensure_controllers(store: Store, now: float | None = None) -> list[int]:

@@ -244,6 +244,14 @@ def _str(dumper, value: str):
 _Dumper.add_representer(str, _str)
 
 
+def node_recipe_text(loaded) -> str:
+    """The recipe as the node runs it: what the user set (overrides applied), paths relative to its folder, no env/secrets."""
+    node = loaded.recipe.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    node.pop("env", None)
+    node.pop("secrets", None)
+    return yaml.safe_dump(node, sort_keys=False)
+
+
 def to_yaml(config: Mapping) -> str:
     """The task as YAML, scripts as readable literal blocks (what ``sky launch task.yaml`` takes)."""
     return yaml.dump(dict(config), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)

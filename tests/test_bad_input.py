@@ -152,7 +152,7 @@ def test_run_refuses_a_model_that_cannot_fit_here(tmp_path):
 def test_forecast_cost_does_not_grow_with_the_job():
     """A 100-million-step job is forecast as a 24-hour one scaled up: the same number of simulated ticks."""
     from spotrain.jobs import simulator
-    from spotrain.pricing import forecast
+    from spotrain.jobs import forecast
 
     calls = []
     real = simulator.simulate

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import spotrain
-from spotrain.pricing import estimate, forecast
+from spotrain.jobs import forecast
+from spotrain.pricing import estimate
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
 CATALOG = Path(__file__).parent / "fixtures" / "catalog" / "v8"

@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from spotrain.errors import SpotrainError
 from spotrain.jobs.store import Store
-from spotrain.launcher.cli import render
+from spotrain import units
 
 from . import chart, model
 
@@ -33,7 +33,7 @@ SPOT, ON_DEMAND, EVAL, BUDGET, SPEND = "green", "yellow", "magenta", "red", "cya
 def money(x: float | None) -> str:
     if x is None:
         return "-"
-    return "$0" if x == 0 else render.money(x)
+    return "$0" if x == 0 else units.money(x)
 
 
 def duration(seconds: float) -> str:

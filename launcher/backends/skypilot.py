@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from spotrain.errors import SpotrainError
@@ -31,8 +32,14 @@ from spotrain.recipes.schema import Recipe
 from .base import AttemptState, Backend, ProvisionError
 
 SKY_ENV = {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "AWS_EC2_METADATA_DISABLED": "true"}
-POLL_SECONDS = float(os.environ.get("SPOTRAIN_SKY_POLL", "5"))
-TAIL_LINES = int(os.environ.get("SPOTRAIN_SKY_TAIL_LINES", "2000"))  # a pull asks for the log's last lines and joins them to its copy
+def poll_seconds() -> float:
+    """How often a running attempt's state and log are pulled (``SPOTRAIN_SKY_POLL``; each costs the node ~1.5 CPU-s)."""
+    return float(os.environ.get("SPOTRAIN_SKY_POLL", "5"))
+
+
+def tail_lines() -> int:
+    """A log pull asks for this many last lines and joins them to its copy (``SPOTRAIN_SKY_TAIL_LINES``)."""
+    return int(os.environ.get("SPOTRAIN_SKY_TAIL_LINES", "2000"))
 SETUP_FAILED = 2
 _MANAGED_DONE = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED", None}
 
@@ -226,7 +233,7 @@ class SkyBackend(Backend):
         key = handle["cluster"]
         now = self.clock()
         cached = self._seen.get(key)
-        if cached is not None and now - cached[0] < POLL_SECONDS and cached[1].running:
+        if cached is not None and now - cached[0] < poll_seconds() and cached[1].running:
             return cached[1]
         st = self._state(handle)
         self._seen[key] = (now, st)
@@ -317,7 +324,7 @@ class SkyBackend(Backend):
         if handle.get("job_id") is None:
             return
         now = self.clock()
-        if not force and now - self._synced.get(handle["cluster"], 0) < POLL_SECONDS:
+        if not force and now - self._synced.get(handle["cluster"], 0) < poll_seconds():
             return
         self._synced[handle["cluster"]] = now
         try:
@@ -339,13 +346,13 @@ class SkyBackend(Backend):
             handle["exit_code"] = code
 
     def _cluster_log(self, handle: dict) -> str:
-        """The job's whole log: the last ``TAIL_LINES`` lines joined to the copy pulled before
+        """The job's whole log: the last ``tail_lines()`` lines joined to the copy pulled before
         (a multi-day job's log is megabytes; a pull every few seconds should not move all of
         it), or the whole log when they do not join."""
         have = _read(Path(handle["log"]))
         if have:
-            tail = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"], tail=TAIL_LINES)["text"]
-            joined = join_tail(have, tail, TAIL_LINES)
+            tail = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"], tail=tail_lines())["text"]
+            joined = join_tail(have, tail, tail_lines())
             if joined is not None:
                 return joined
         return self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"])["text"]
@@ -458,3 +465,63 @@ def _write(p: Path, text: str) -> None:
     tmp = p.with_suffix(p.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, p)
+
+
+# ---------------------------------------------------------------------- a job's first task
+MANAGED_OFFERS = 5  # controller: skypilot — the planner's top offers SkyPilot may choose among
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The SkyPilot side of a launch: the first task, what the job keeps for later attempts
+    (``sky``: source, env, secrets — stored apart — and mode), and warnings to show."""
+
+    compiled: object  # compiler.Compiled
+    sky: dict
+    chosen: list
+    warnings: list
+
+
+def prepare(loaded, offers: list[dict], *, dry_run: bool) -> Prepared:
+    """Compile the job's first task (secrets left empty for a dry run: nothing is launched)."""
+    from spotrain.launcher.compiler import node_recipe_text, resolve_values
+    from spotrain.launcher.source import node_source
+
+    r = loaded.recipe
+    mode = r.recovery.controller
+    env = resolve_values(r.env, os.environ, "env")
+    secrets = resolve_values(r.secrets, os.environ, "secrets") if not dry_run else {k: v or "" for k, v in r.secrets.items()}
+    source = node_source()
+    chosen = offers if mode == "skypilot" else offers[:1]
+    compiled = compile_task(r, node_recipe_text(loaded), chosen[:MANAGED_OFFERS], recipe_dir=str(loaded.base_dir), source=source,
+                            task_name=cluster_name(r.name, None), run_id=f"{r.name}-dry-run" if dry_run else "job",
+                            env=env, secrets=secrets, mode=mode)
+    return Prepared(compiled, {"source": source.__dict__, "env": env, "secrets": secrets, "mode": mode}, chosen, list(compiled.warnings))
+
+
+def preflight(prepared: Prepared) -> None:
+    """Have SkyPilot validate the task and check that a cloud among the offers' is enabled; a
+    one-line ``SpotrainError`` otherwise."""
+    bridge = Bridge()
+    try:
+        bridge.call("validate", config=prepared.compiled.config)
+        enabled = {c.lower() for c in bridge.call("enabled")["clouds"]}
+        clouds = sorted({str(o["cloud"]).lower() for o in prepared.chosen})
+        if not enabled & set(clouds):
+            raise SpotrainError(f"SkyPilot has no cloud enabled among {', '.join(clouds)} (enabled: {', '.join(sorted(enabled)) or 'none'}) "
+                                "— run `sky check` and set up credentials")
+    except SkyError as exc:
+        raise SpotrainError(str(exc)) from None
+    finally:
+        bridge.close()
+
+
+def managed_offer(offers: list[dict]) -> dict:
+    """controller: skypilot — the job's single "offer": SkyPilot picks one of ``choices`` and may move
+    between them on recovery, so spotrain's ledger bills at the dearest of them (the cap stays safe)
+    and notes SkyPilot's own bill for comparison."""
+    choices = offers[:MANAGED_OFFERS]
+    top = max(choices, key=lambda o: o["hourly"])
+    return {**top, "cloud": "skypilot", "region": "managed", "zone": "", "instance": f"any of {len(choices)} offers",
+            "spot": any(o["spot"] for o in choices), "hourly": top["hourly"],
+            "on_demand_hourly": max(o["on_demand_hourly"] for o in choices), "choices": choices}

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import render
-from .pricing_common import price_file_option, refresh_live, warn
+from .pricing_common import price_file_option, warn
 
 DEFAULT_URL = "https://raw.githubusercontent.com/skypilot-org/skypilot-catalog/master/catalogs/v8"
 
@@ -82,7 +82,13 @@ def refresh(clouds: str, live: bool, timeout: float) -> None:
         res = skypilot.read_cloud(target, cloud, time.time())
         ok.append(cloud)
         click.echo(f"{cloud}: {len(res.rows):,} offers ({len(body) / 1e6:.1f} MB)")
-    if live and refresh_live(force=True):
-        click.echo("aws-live: spot prices fetched")
+    if live:
+        from spotrain.pricing.live import refresh_live
+
+        fetched, warnings = refresh_live(force=True)
+        for w in warnings:
+            warn(w)
+        if fetched:
+            click.echo("aws-live: spot prices fetched")
     if failed and not ok:
         raise click.exceptions.Exit(1)

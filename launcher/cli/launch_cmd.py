@@ -12,31 +12,7 @@ from spotrain.recipes.loader import load_recipe
 
 from . import render, sky_launch
 from .jobs_cmd import print_cost, stream
-from .pricing_common import load_catalog, price_file_option
-
-
-def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
-    """The ranked offers a job may use: the best spot and on-demand ones, by estimated cost."""
-    spot = [c for c in candidates if c.spot][:per_kind]
-    od = [c for c in candidates if not c.spot][:per_kind]
-    return [dict(c.__dict__) for c in sorted(spot + od, key=lambda c: (c.cost, c.hourly))]
-
-
-def plan_offers(loaded, backend: str, prices=None, live: bool = True, dry_run: bool = False, quiet: bool = False):
-    """Price the recipe and pick the job's offers: (offers, best, sky), best first; ``sky`` is the
-    SkyPilot side's preparation (None on the local backend, and nothing more with ``dry_run``)."""
-    from spotrain.pricing.planner import plan
-
-    cat = load_catalog(prices, live=live, quiet=quiet)
-    p = plan(loaded.recipe, cat.table, loaded.base_dir)
-    offers = offers_for_job(p.candidates)
-    best = offers[0]
-    sky = None
-    if backend == "sky":
-        sky = sky_launch.prepare(loaded, offers, dry_run=dry_run)
-        if not dry_run and sky["mode"] == "skypilot":
-            offers = [sky_launch.managed_offer(offers)]
-    return offers, best, sky
+from .pricing_common import price_file_option, warn
 
 
 @click.command()
@@ -60,7 +36,8 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
            attempt_env, prices) -> None:
     """Launch recipe FILE as a job on the cheapest fitting offer; survive preemptions; stop at the budget."""
     from spotrain.jobs import service
-    from spotrain.jobs.preemption import load_trace, parse_seconds
+    from spotrain.jobs.preemption import load_trace
+    from spotrain.units import parse_seconds
 
     loaded = load_recipe(file, overrides)
     r = loaded.recipe
@@ -81,9 +58,15 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
     if preempt_trace:
         load_trace(preempt_trace)
         options["preempt_trace"] = str(preempt_trace.resolve())
-    offers, best, sky = plan_offers(loaded, backend, prices, live=not no_live, dry_run=dry_run)
+    from spotrain.jobs.planning import plan_offers
+
+    planned = plan_offers(loaded, backend, prices, live=not no_live, dry_run=dry_run)
+    for w in planned.warnings:
+        warn(w)
     if dry_run:
+        sky_launch.show_dry_run(loaded, planned.prepared)
         return
+    offers, best, sky = planned.offers, planned.best, planned.sky
     emulated = " — emulated on this machine at this offer's price" if backend == "local" else ""
     gpu = f"{best['accelerator']}:{best['count']:g}" if best["accelerator"] else f"{best['vcpus']:g} vCPU"
     click.echo(f"plan: {best['cloud']}/{best['region']} {best['instance']} ({gpu}, {'spot' if best['spot'] else 'on-demand'}) "

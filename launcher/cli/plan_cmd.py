@@ -75,7 +75,8 @@ def offer_forecasts(recipe, candidates, traces_path: Path | None) -> list:
     import time as _time
     from datetime import datetime
 
-    from spotrain.pricing import estimate, forecast
+    from spotrain.jobs import forecast
+    from spotrain.pricing import estimate
     from spotrain.recipes.schema.budget import parse_duration
 
     deadline = recipe.budget.deadline

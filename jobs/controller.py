@@ -32,6 +32,7 @@ from typing import Callable
 
 import yaml
 
+from spotrain.paths import heartbeat_stale_s
 from spotrain.launcher.backends.base import CONTROLLER_BEAT, Backend, ProvisionError, holds_resources
 from spotrain.recipes.runtime.events import EventTail
 from spotrain.recipes.runtime.train.stop_by import EXIT_KILLED, EXIT_STOPPED, LIMITS_FILE_ENV, STOP_BY_ENV
@@ -43,8 +44,6 @@ from .preemption import Injector
 from .states import EndReason, JobStatus
 from .store import Store
 
-# seconds without heartbeat before another controller may adopt the job
-STALE_AFTER = float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))
 
 
 def stop_reserve(prog: dict, tick: float, step_s: float | None = None) -> float:
@@ -123,7 +122,7 @@ class Controller:
     def run(self) -> JobStatus | None:
         lock = self._lock()
         before = self.store.job(self.job_id) if lock is not None else None
-        if lock is None or not self.store.claim_controller(self.job_id, self.pid, self.clock(), STALE_AFTER, holds_host_lock=True):
+        if lock is None or not self.store.claim_controller(self.job_id, self.pid, self.clock(), heartbeat_stale_s(), holds_host_lock=True):
             return None  # someone else drives this job
         try:
             job = self.store.job(self.job_id)

@@ -3,8 +3,6 @@ SQLAlchemy URL (``SPOTRAIN_DB``, e.g. PostgreSQL) for teams. Versioned migration
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 from sqlalchemy import (JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, select, text)
 from sqlalchemy.engine import Engine
@@ -137,11 +135,9 @@ MIGRATIONS = [(1, _v1), (2, _v2)]  # (version it brings the database to, functio
 
 
 def default_url() -> str:
-    if os.environ.get("SPOTRAIN_DB"):
-        return os.environ["SPOTRAIN_DB"]
-    home = Path(os.environ.get("SPOTRAIN_HOME", Path.home() / ".spotrain")).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'jobs.db'}"
+    from spotrain.paths import db_url
+
+    return db_url()
 
 
 def connect(url: str | None = None) -> Engine:

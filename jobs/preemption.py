@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spotrain.errors import SpotrainError
 
-_DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_seconds(text: str) -> float:
-    m = _DUR.match(text)
-    if not m:
-        raise SpotrainError(f"duration {text!r}: write NUMBER with unit ms, s, m or h (e.g. 45s)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
 
 
 @dataclass

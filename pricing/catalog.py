@@ -32,7 +32,9 @@ STALE_DAYS = 7.0
 
 
 def spotrain_home() -> Path:
-    return Path(os.environ.get("SPOTRAIN_HOME", Path.home() / ".spotrain")).expanduser()
+    from spotrain.paths import home
+
+    return home()
 
 
 def catalog_dirs() -> list[Path]:

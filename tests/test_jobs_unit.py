@@ -12,7 +12,8 @@ from sqlalchemy import text
 from spotrain.errors import SpotrainError
 from spotrain.jobs import recovery
 from spotrain.jobs.db import SCHEMA_VERSION, connect
-from spotrain.jobs.preemption import Injector, parse_seconds
+from spotrain.jobs.preemption import Injector
+from spotrain.units import parse_seconds
 from spotrain.jobs.states import TERMINAL, TRANSITIONS, EndReason, JobStatus, TransitionError, check_transition
 from spotrain.jobs.store import JobNotFound, Store
 
@@ -80,6 +81,12 @@ def test_injector_hazard_is_seeded_and_trace_replays(tmp_path):
     assert parse_seconds("45s") == 45 and parse_seconds("2m") == 120 and parse_seconds("250ms") == 0.25
     with pytest.raises(SpotrainError, match="duration 'soon'"):
         parse_seconds("soon")
+    # the one duration parser serves recipes (a unit required), schedules (days) and the CLI alike
+    from spotrain.recipes.schema.budget import parse_duration
+
+    assert parse_seconds("7d") == 7 * 86400 and parse_seconds("30") == 30 and parse_duration("36h").total_seconds() == 36 * 3600
+    with pytest.raises(ValueError, match="is not NUMBER\\+UNIT"):
+        parse_seconds("30", unit_required=True)
 
 
 def test_store_ledger_sums_attempts_exactly(tmp_path):

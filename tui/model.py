@@ -9,7 +9,6 @@ attempt. So a loss curve can be drawn against money, and the steps a preemption 
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spotrain.paths import heartbeat_stale_s
+
 from .base import CONTROLLER_BEAT, AttemptState, Backend
 
-# a controller whose beat is older than this is restarted by the attempt's runner
-BEAT_STALE_S = float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -41,7 +41,7 @@ class LocalBackend(Backend):
         # the runner restarts the job's controller if its beat goes stale while the attempt runs
         beat = recipe_path.parent / CONTROLLER_BEAT
         cmd = [sys.executable, "-m", "spotrain.launcher.backends.local_runner", str(exit_file),
-               "--beat", str(beat), "--stale", str(BEAT_STALE_S), "--restart", f"{sys.executable} -m spotrain _controller {job_id}",
+               "--beat", str(beat), "--stale", str(heartbeat_stale_s()), "--restart", f"{sys.executable} -m spotrain _controller {job_id}",
                "--log", str(recipe_path.parent / "controller.log"), "--",
                sys.executable, "-m", "spotrain", "run", str(recipe_path), "--workdir", str(workdir)]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,

@@ -208,7 +208,7 @@ def remove(schedule_id: int) -> None:
 def scheduler(poll: float, misfire_grace: str) -> None:
     """Run the scheduler in the foreground: fire every enabled schedule on its trigger (Ctrl-C stops)."""
     from spotrain.jobs import scheduler as sched
-    from spotrain.jobs.preemption import parse_seconds
+    from spotrain.units import parse_seconds
 
     grace = parse_seconds(misfire_grace)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -10,16 +9,11 @@ from pydantic import Field, field_validator
 
 from .base import Section
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_duration(text: str) -> timedelta:
-    """``"90m"`` → 90 minutes; units s, m, h, d."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"duration {text!r} is not NUMBER+UNIT with unit s, m, h or d (e.g. 36h)")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    """``"90m"`` → 90 minutes (``spotrain.units.parse_seconds``, a unit required)."""
+    from spotrain.units import parse_seconds
+
+    return timedelta(seconds=parse_seconds(text, unit_required=True))
 
 
 class Budget(Section):

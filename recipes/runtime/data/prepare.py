@@ -35,8 +35,9 @@ SPLITS = ("train", "val", "test")
 
 
 def default_cache_root() -> Path:
-    env = os.environ.get("SPOTRAIN_CACHE")
-    return Path(env).expanduser() / "data" if env else Path.home() / ".cache" / "spotrain" / "data"
+    from spotrain.paths import data_cache
+
+    return data_cache()
 
 
 @dataclass

@@ -194,10 +194,12 @@ def test_budget_cap_stops_gracefully_with_a_usable_checkpoint(env, tmp_path):
     found = checkpoint.latest(Path(job.workdir) / "checkpoints")
     assert found is not None and found.step > 0 and found.manifest["files"]["model.pt"]["bytes"] > 0
     att = s.attempts(job.id)[0]
-    assert (att.end_reason, att.exit_code) == ("budget", 143), "stopped gracefully, not killed"
+    # stopped gracefully, not killed: by the controller's SIGTERM (143) or — whichever comes first when
+    # the cap is moved this close — by the attempt itself before its stop-by moment (4)
+    assert att.end_reason == "budget" and att.exit_code in (143, 4), att.exit_code
     evs = [json.loads(l) for l in (Path(att.handle["dir"]) / "events.jsonl").read_text().splitlines()]
     saved = [e for e in evs if e["event"] == "checkpoint_saved"][-1]
-    assert saved["reason"] == "signal" and saved["step"] == found.step == att.last_step
+    assert saved["reason"] == {143: "signal", 4: "limit"}[att.exit_code] and saved["step"] == found.step == att.last_step
 
 
 def test_launch_refuses_a_plan_above_the_budget(env, tmp_path):
@@ -257,7 +259,7 @@ def test_deadline_stops_the_job_with_a_checkpoint(env, tmp_path):
     job = s.job(job_id)
     assert job.status == "STOPPED_DEADLINE" and job.ended <= job.deadline + 3
     att = s.attempts(job.id)[-1]
-    assert (att.end_reason, att.exit_code) == ("deadline", 143)
+    assert att.end_reason == "deadline" and att.exit_code in (143, 4), att.exit_code  # the controller's SIGTERM or its own stop
     assert att.last_step >= 3 and checkpoint.latest(Path(job.workdir) / "checkpoints").step == att.last_step
 
 

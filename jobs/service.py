@@ -104,6 +104,6 @@ def ensure_controllers(store: Store, now: float | None = None) -> list[int]:
     for job in store.jobs():
         if unwatched(job, now):  # (a job whose first controller is still starting is not)
             start_controller(job.id)
-            store.event(job.id, "adopt", "controller not heartbeating; started a new one", now)
+            store.event(job.id, "restart", "controller not heartbeating; started a new one (it adopts the job if no other did)", now)
             adopted.append(job.id)
     return adopted

@@ -335,7 +335,7 @@ def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env
                                now=time.time() - 100)
         (tmp_path / "orphan").mkdir()
         wait(lambda: open_store().job(orphan).status == "STOPPED_DEADLINE", 60, "the daemon to adopt the orphan job")
-        assert any(e.kind == "adopt" for e in open_store().events(orphan))
+        assert any(e.kind == "restart" for e in open_store().events(orphan))
         second = spotrain("scheduler", "--poll", "1")
         assert second.returncode == 2 and "a scheduler already runs for this job database" in second.stderr
         listing = json.loads(spotrain("schedule", "list", "--json").stdout)

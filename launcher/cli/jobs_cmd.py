@@ -49,7 +49,7 @@ def stream(store, job_id: int, poll: float = 0.5) -> str:
             for ev in store.events(job_id):
                 if ev.id > seen_event:
                     seen_event = ev.id
-                    if ev.kind in ("status", "attempt", "attempt_end", "preempt", "stop", "kill", "waiting", "adopt"):
+                    if ev.kind in ("status", "attempt", "attempt_end", "preempt", "stop", "kill", "waiting", "restart", "adopt"):
                         click.echo(f"[{time.strftime('%H:%M:%S', time.localtime(ev.time))}] {ev.message}")
             prog = _progress(store, job)
             if prog.get("step") is not None and prog["step"] != last_step:

@@ -33,6 +33,7 @@ from typing import Callable
 import yaml
 
 from spotrain.paths import heartbeat_stale_s
+from spotrain.pricing.offer import Offer
 from spotrain.launcher.backends.base import CONTROLLER_BEAT, Backend, ProvisionError, holds_resources
 from spotrain.recipes.runtime.events import EventTail
 from spotrain.recipes.runtime.train.stop_by import EXIT_KILLED, EXIT_STOPPED, LIMITS_FILE_ENV, STOP_BY_ENV
@@ -225,10 +226,10 @@ class Controller:
             if job.max_cost - spend < need:
                 return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g}: the ${max(job.max_cost - spend, 0):.6f} left "
                                  f"cannot pay for another attempt's start-up, a checkpoint interval and a stop (${need:.6f} at "
-                                 f"${offer['hourly']:.4f}/h; spent ${spend:.6f})")
-        self._provision(job, offer, [offer] + [o for o in job.offers if o is not offer], now)
+                                 f"${offer.hourly:.4f}/h; spent ${spend:.6f})")
+        self._provision(job, offer, [offer] + [o for o in job.offers if o.key != offer.key], now)
 
-    def _provision(self, job, offer: dict, fallbacks: list[dict], now: float) -> None:
+    def _provision(self, job, offer: Offer, fallbacks: list[Offer], now: float) -> None:
         self.store.transition(self.job_id, JobStatus.PROVISIONING, now)
         tried = []
         for o in fallbacks:
@@ -236,7 +237,7 @@ class Controller:
             n = self.store.attempt(attempt_id).number
             workdir = Path(job.workdir) / "attempts" / str(n)
             self.store.set_handle(attempt_id, {"dir": str(workdir)})
-            limit = limits.stop_by(job.max_cost, job.deadline, self.store.spend(self.job_id), now, o["hourly"], self.tick)
+            limit = limits.stop_by(job.max_cost, job.deadline, self.store.spend(self.job_id), now, o.hourly, self.tick)
             env = {"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n)}
             if limit is not None:
                 env[STOP_BY_ENV] = repr(limit.at)
@@ -248,7 +249,7 @@ class Controller:
                 handle = self.backend.provision(job_id=self.job_id, attempt=n, offer=o, recipe_path=Path(job.workdir) / "recipe.yaml",
                                                 workdir=workdir, env={**env, **self.opts.get("attempt_env", {}).get(str(n), {})})
             except ProvisionError as exc:
-                tried.append(f"{o['cloud']}/{o['region']}/{o['instance']} ({exc})")
+                tried.append(f"{o.place} ({exc})")
                 self.store.end_attempt(attempt_id, EndReason.LOST, None, self.clock())
                 continue
             handle.setdefault("grace", self.grace)
@@ -264,7 +265,7 @@ class Controller:
         o = attempt.offer
         self._release(attempt)
         self.store.end_attempt(attempt.id, EndReason.LOST, None, self.clock())
-        what = f"{o['cloud']}/{o['region']}/{o['instance']}"
+        what = o.place
         self.store.event(self.job_id, "provision_failed", f"{what}: {st.provision_error}", now, attempt=attempt.id)
         if st.error_kind in ("rejected", "unreachable"):  # no other offer fares better
             return self._end(JobStatus.FAILED_SETUP, self.clock(), st.provision_error)
@@ -281,7 +282,7 @@ class Controller:
         rest = [x for x in job.offers if recovery.offer_key(x) not in tried_keys]
         if not rest:
             reasons = {e.data.get("attempt"): e.message for e in self.store.events(self.job_id) if e.kind == "provision_failed"}
-            tried = [reasons.get(a.id, f"{a.offer['cloud']}/{a.offer['region']}/{a.offer['instance']}") for a in reversed(failed)]
+            tried = [reasons.get(a.id, a.offer.place) for a in reversed(failed)]
             return self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried))
         self._provision(job, rest[0], rest, self.clock())
 

@@ -7,14 +7,42 @@ from __future__ import annotations
 from sqlalchemy import (JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, select, text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from spotrain.errors import SpotrainError
+from spotrain.pricing.offer import Offer
 
 SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
     pass
+
+
+class OfferJSON(TypeDecorator):
+    """An ``Offer`` stored as its JSON (the only place an offer is a dict)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else value.to_json()
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Offer.from_json(value)
+
+
+class OfferListJSON(TypeDecorator):
+    """A list of ``Offer`` stored as JSON."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else [o.to_json() for o in value]
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else [Offer.from_json(o) for o in value]
 
 
 class Job(Base):
@@ -25,7 +53,7 @@ class Job(Base):
     backend: Mapped[str] = mapped_column(String(32))
     recipe_yaml: Mapped[str] = mapped_column(Text)  # resolved recipe
     recipe_dir: Mapped[str] = mapped_column(Text)  # where relative paths resolve
-    offers: Mapped[list] = mapped_column(JSON)  # the planner's ranked candidates at launch
+    offers: Mapped[list[Offer]] = mapped_column(OfferListJSON)  # the planner's ranked offers at launch
     options: Mapped[dict] = mapped_column(JSON)  # backend options (preemption injection, grace, ...)
     workdir: Mapped[str] = mapped_column(Text)
     max_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -46,7 +74,7 @@ class Attempt(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     backend: Mapped[str] = mapped_column(String(32))
-    offer: Mapped[dict] = mapped_column(JSON)
+    offer: Mapped[Offer] = mapped_column(OfferJSON)
     cloud: Mapped[str] = mapped_column(String(32))
     region: Mapped[str] = mapped_column(String(64))
     instance: Mapped[str] = mapped_column(String(64))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # the node-side half of the rule (the attempt's own reserve) reads the same constants
+from spotrain.pricing.offer import Offer
 from spotrain.recipes.runtime.train.stop_by import DEFAULT_SAVE_SECONDS, EXIT_SECONDS  # noqa: F401 - re-exported
 
 KILL_TICKS = 2  # the hard-kill window before the cap, in controller ticks
@@ -84,16 +85,16 @@ def min_cap(price_per_h: float, startup_s: float, interval_s: float, reserve_s: 
     return price_per_h * (startup_s + interval_s + reserve_s) / 3600.0
 
 
-def viable_cap(recipe, offer: dict, backend: str, tick: float = 1.0, steps_left: int | None = None) -> float:
-    """:func:`min_cap` for ``recipe`` on ``offer`` (a planner offer: ``hourly``, ``hours``): its
+def viable_cap(recipe, offer: Offer, backend: str, tick: float = 1.0, steps_left: int | None = None) -> float:
+    """:func:`min_cap` for ``recipe`` on ``offer`` (a planner offer, with its estimated ``hours``): its
     checkpoint interval from the recipe and the offer's estimated step time, or the work left if
     that is shorter."""
     from spotrain.pricing.estimate import checkpoint_interval_hours
 
-    hours = float(offer.get("hours") or 0.0)
+    hours = offer.hours or 0.0
     steps = recipe.train.steps
     step_s = hours * 3600.0 / steps if steps else 0.0
     interval_s = checkpoint_interval_hours(recipe, hours) * 3600.0
     if steps_left is not None:
         interval_s = min(interval_s, max(steps_left, 0) * step_s)
-    return min_cap(float(offer["hourly"]), startup_seconds(backend), interval_s, stop_reserve(None, step_s, tick))
+    return min_cap(offer.hourly, startup_seconds(backend), interval_s, stop_reserve(None, step_s, tick))

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from spotrain.pricing.offer import Offer
+
 from .policies import ON_DEMAND, SPOT, JobView, Placement, Policy, ZoneView, make
 
 DEFAULT_RESTART_S = {True: 15.0, False: 360.0}  # until measured: emulated (local) backend, a cloud
@@ -23,8 +25,8 @@ RESTART_MARGIN = 1.5
 class LivePolicy:
     policy: Policy
     zones: list[tuple[str, str]]
-    spot_offers: list[dict]
-    od_offer: dict | None
+    spot_offers: list[Offer]
+    od_offer: Offer | None
     steps: int
     default_restart_s: float
     tick: float
@@ -36,10 +38,10 @@ class LivePolicy:
     def for_job(cls, recipe, job, emulated: bool, tick: float) -> "LivePolicy":
         zones, spot_offers = [], []
         for o in job.offers:
-            if o["spot"] and (o["cloud"], o["region"]) not in zones:
-                zones.append((o["cloud"], o["region"]))
+            if o.spot and (o.cloud, o.region) not in zones:
+                zones.append((o.cloud, o.region))
                 spot_offers.append(o)
-        od = next((o for o in job.offers if not o["spot"]), None)
+        od = next((o for o in job.offers if not o.spot), None)
         ck = recipe.train.checkpoints
         return cls(make(recipe.recovery.policy), zones, spot_offers, od, recipe.train.steps, DEFAULT_RESTART_S[bool(emulated)],
                    tick, ck.every_steps, ck.every_minutes)
@@ -71,8 +73,8 @@ class LivePolicy:
 
         committed, newest, step_s, restart, last = self._progress(attempts)
         if step_s is None:  # not measured yet: the plan's estimate for its best offer
-            o = job.offers[0] if job.offers else {}
-            hours = o.get("on_demand_cost", 0) / o["on_demand_hourly"] if o.get("on_demand_hourly") else o.get("hours", 1.0)
+            o = job.offers[0] if job.offers else None
+            hours = (o.on_demand_cost or 0.0) / o.on_demand_hourly if o and o.on_demand_hourly else (o and o.hours) or 1.0
             step_s = hours * 3600 / max(self.steps, 1)
         overhead = restart * RESTART_MARGIN + self.tick if restart is not None else self.default_restart_s
         running_step = last.get("step") if attempt is not None else None
@@ -91,22 +93,22 @@ class LivePolicy:
             zone = self.zones.index((attempt.cloud, attempt.region)) if attempt.spot and (attempt.cloud, attempt.region) in self.zones else 0
             started = running_step is not None
             at = Placement(kind, zone, 0.0 if started else max(overhead - (now - attempt.start), self.tick), now - attempt.start)
-        od_price = self.od_offer["hourly"] if self.od_offer else math.inf
-        zones = [ZoneView(f"{c}/{r}", spot_ok, o["hourly"], od_price) for (c, r), o in zip(self.zones, self.spot_offers)]
+        od_price = self.od_offer.hourly if self.od_offer else math.inf
+        zones = [ZoneView(f"{c}/{r}", spot_ok, o.hourly, od_price) for (c, r), o in zip(self.zones, self.spot_offers)]
         if not zones:
             zones = [ZoneView("on-demand only", False, math.inf, od_price)]
         return jv, at, zones
 
-    def next_offer(self, store, job, attempts, attempt, now: float, spot_ok: bool) -> tuple[dict | None, str]:
+    def next_offer(self, store, job, attempts, attempt, now: float, spot_ok: bool) -> tuple[Offer | None, str]:
         """The offer the policy wants now (None: wait) and why, in a line for the event log."""
         jv, at, zones = self.view(job, attempts, attempt, now, spot_ok)
         d = self.policy.decide(jv, at, zones)
         slack = f"slack {jv.slack_s:.0f} s" if math.isfinite(jv.slack_s) else "no deadline"
         if d.kind == SPOT and self.spot_offers:
             o = self.spot_offers[d.zone or 0]
-            return o, f"{self.policy.name}: spot in {o['cloud']}/{o['region']} ({slack})"
+            return o, f"{self.policy.name}: spot in {o.cloud}/{o.region} ({slack})"
         if d.kind == ON_DEMAND:
             if self.od_offer is None:
                 return None, f"{self.policy.name}: wants on-demand but the plan has no on-demand offer ({slack})"
-            return self.od_offer, f"{self.policy.name}: on-demand in {self.od_offer['cloud']}/{self.od_offer['region']} ({slack})"
+            return self.od_offer, f"{self.policy.name}: on-demand in {self.od_offer.cloud}/{self.od_offer.region} ({slack})"
         return None, f"{self.policy.name}: waiting for spot ({slack})"

@@ -7,21 +7,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spotrain.pricing.offer import Offer
+
 
 @dataclass
 class Planned:
-    offers: list[dict]  # best first
-    best: dict  # the planner's cheapest by estimated cost (before a managed-job offer replaces the list)
+    offers: list[Offer]  # best first
+    best: Offer  # the planner's cheapest by estimated cost (before a managed-job offer replaces the list)
     sky: dict | None = None  # SkyPilot backend: what every attempt needs (None on the local backend)
     prepared: object = None  # SkyPilot backend: the compiled first task (skypilot.Prepared)
     warnings: list[str] = field(default_factory=list)
 
 
-def offers_for_job(candidates, per_kind: int = 10) -> list[dict]:
+def offers_for_job(candidates: list[Offer], per_kind: int = 10) -> list[Offer]:
     """The ranked offers a job may use: the best spot and on-demand ones, by estimated cost."""
     spot = [c for c in candidates if c.spot][:per_kind]
     od = [c for c in candidates if not c.spot][:per_kind]
-    return [dict(c.__dict__) for c in sorted(spot + od, key=lambda c: (c.cost, c.hourly))]
+    return sorted(spot + od, key=lambda c: (c.cost, c.hourly))
 
 
 def plan_offers(loaded, backend: str, prices: Path | None = None, live: bool = True, dry_run: bool = False) -> Planned:

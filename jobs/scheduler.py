@@ -84,7 +84,7 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
 
     planned = plan_offers(loaded, sc.backend, live=True)  # slow: before taking the lock
     offers, best, sky = planned.offers, planned.best, planned.sky
-    decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best["cost"],
+    decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best.cost,
                                         min_cap=viable_cap(loaded.recipe, best, sc.backend))
     if run_id is None:
         return decided, None
@@ -96,7 +96,7 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
         job_id = service.create(store, loaded, sc.backend, offers, options, now, sky=sky)
     except Exception as e:
         return {"outcome": "failed", "message": str(e) if isinstance(e, SpotrainError) else f"internal error: {e!r}"}, run_id
-    where = f"{best['cloud']}/{best['region']} {best['instance']} {'spot' if best['spot'] else 'on-demand'}"
+    where = f"{best.cloud}/{best.region} {best.instance} {'spot' if best.spot else 'on-demand'}"
     limit = f"cap ${cap:.4g} ({decided['limit']})" if cap is not None else "no cap"
     store.event(job_id, "schedule", f"launched by schedule {sc.id} ({sc.name}); {limit}", now)
     return {"outcome": "launched", "job": job_id, "cap": cap, "message": f"job {job_id} on {where}, {limit}"}, run_id

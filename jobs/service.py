@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from spotrain.paths import heartbeat_stale_s
+from spotrain.pricing.offer import Offer
 from spotrain.pricing.catalog import spotrain_home
 from spotrain.recipes.loader import LoadedRecipe, absolute_recipe, public_dump
 from spotrain.recipes.schema.budget import parse_duration
@@ -52,7 +53,7 @@ def write_sky_files(d: Path, loaded: LoadedRecipe, sky: dict) -> None:
     (d / "sky.json").write_text(json.dumps({"recipe_dir": str(loaded.base_dir), **sky}))
 
 
-def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[dict], options: dict, now: float,
+def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[Offer], options: dict, now: float,
            sky: dict | None = None) -> int:
     recipe = absolute_recipe(loaded)
     job_id = store.create_job(name=recipe.name, backend=backend, recipe_yaml="", recipe_dir=str(loaded.base_dir), offers=offers,

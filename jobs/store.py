@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from spotrain.errors import SpotrainError
+from spotrain.pricing.offer import Offer
 
 from .db import Attempt, Event, Job, LedgerEntry
 from .states import EndReason, JobStatus, check_transition
@@ -33,7 +34,7 @@ class Store:
         return Session(self.engine, expire_on_commit=False)
 
     # ------------------------------------------------------------------ jobs
-    def create_job(self, *, name: str, backend: str, recipe_yaml: str, recipe_dir: str, offers: list, options: dict,
+    def create_job(self, *, name: str, backend: str, recipe_yaml: str, recipe_dir: str, offers: list[Offer], options: dict,
                    workdir: str, max_cost: float | None, deadline: float | None, now: float) -> int:
         with self.session() as s, s.begin():
             job = Job(name=name, status=JobStatus.PENDING.value, backend=backend, recipe_yaml=recipe_yaml, recipe_dir=recipe_dir,
@@ -110,12 +111,12 @@ class Store:
             s.execute(update(Job).where(Job.id == job_id, Job.controller_pid == pid).values(controller_pid=None))
 
     # ------------------------------------------------------------------ attempts and money
-    def start_attempt(self, job_id: int, offer: dict, backend: str, emulated: bool, now: float) -> int:
+    def start_attempt(self, job_id: int, offer: Offer, backend: str, emulated: bool, now: float) -> int:
         with self.session() as s, s.begin():
             n = s.scalar(select(func.count()).select_from(Attempt).where(Attempt.job_id == job_id)) or 0
-            a = Attempt(job_id=job_id, number=n + 1, backend=backend, offer=offer, cloud=offer["cloud"], region=offer["region"],
-                        instance=offer["instance"], spot=bool(offer["spot"]), price=offer["hourly"],
-                        on_demand_price=offer["on_demand_hourly"], emulated=emulated, handle={}, start=now, billed_until=now, cost=0.0)
+            a = Attempt(job_id=job_id, number=n + 1, backend=backend, offer=offer, cloud=offer.cloud, region=offer.region,
+                        instance=offer.instance, spot=offer.spot, price=offer.hourly,
+                        on_demand_price=offer.on_demand_hourly, emulated=emulated, handle={}, start=now, billed_until=now, cost=0.0)
             s.add(a)
             s.flush()
             s.add(Event(job_id=job_id, time=now, kind="attempt", message=f"attempt {a.number}: {a.cloud}/{a.region}/{a.instance} "

@@ -27,6 +27,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from spotrain.errors import SpotrainError
+from spotrain.pricing.offer import Offer
 from spotrain.recipes.loader import REDACTED
 from spotrain.recipes.runtime.events import EVENT_MARK
 from spotrain.recipes.schema import Recipe
@@ -93,29 +94,29 @@ def resolve_values(values: Mapping[str, str | None], environ: Mapping[str, str],
     return out
 
 
-def _resources(offer: Mapping, recipe: Recipe, spot: bool | None = None) -> dict:
-    cloud = str(offer["cloud"]).lower()
+def _resources(offer: Offer, recipe: Recipe, spot: bool | None = None) -> dict:
+    cloud = offer.cloud.lower()
     if cloud not in _SKY_CLOUDS:
-        raise CompileError(f"offer {cloud}/{offer.get('region')}/{offer.get('instance')}: SkyPilot cannot launch on cloud {cloud!r} "
+        raise CompileError(f"offer {cloud}/{offer.region}/{offer.instance}: SkyPilot cannot launch on cloud {cloud!r} "
                            f"— use the local backend for it, or restrict resources.clouds to SkyPilot clouds")
     infra = cloud
-    if offer.get("region"):
-        infra += f"/{offer['region']}"
-        if offer.get("zone"):
-            infra += f"/{offer['zone']}"
-    res: dict = {"infra": infra, "use_spot": bool(offer["spot"] if spot is None else spot)}
+    if offer.region:
+        infra += f"/{offer.region}"
+        if offer.zone:
+            infra += f"/{offer.zone}"
+    res: dict = {"infra": infra, "use_spot": bool(offer.spot if spot is None else spot)}
     if cloud in _CARVED:
-        if offer.get("vcpus"):
-            res["cpus"] = f"{offer['vcpus']:g}"
-        if offer.get("memory_gb"):
-            res["memory"] = f"{offer['memory_gb']:g}"
+        if offer.vcpus:
+            res["cpus"] = f"{offer.vcpus:g}"
+        if offer.memory_gb:
+            res["memory"] = f"{offer.memory_gb:g}"
         res["use_spot"] = False if cloud == "slurm" else res["use_spot"]  # Slurm has no spot market
     else:
-        res["instance_type"] = str(offer["instance"])
+        res["instance_type"] = offer.instance
         res["disk_size"] = int(recipe.resources.disk_gb)
-    if offer.get("accelerator"):
-        count = float(offer.get("count") or 1)
-        res["accelerators"] = {str(offer["accelerator"]): int(count) if count.is_integer() else count}
+    if offer.accelerator:
+        count = float(offer.count or 1)
+        res["accelerators"] = {offer.accelerator: int(count) if count.is_integer() else count}
     return res
 
 
@@ -183,7 +184,7 @@ def _run(recipe_text: str, workdir: str, num_nodes: int, source: Source) -> str:
     return "\n".join(lines) + "\n"
 
 
-def compile_task(recipe: Recipe, recipe_text: str, offers: Iterable[Mapping], *, recipe_dir: str, source: Source,
+def compile_task(recipe: Recipe, recipe_text: str, offers: Iterable[Offer], *, recipe_dir: str, source: Source,
                  task_name: str, run_id: str, env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
                  mode: str = "spotrain", ordered: bool = False) -> Compiled:
     """The SkyPilot task for ``recipe`` on ``offers`` (best first).
@@ -198,7 +199,7 @@ def compile_task(recipe: Recipe, recipe_text: str, offers: Iterable[Mapping], *,
     warnings: list[str] = []
     ckpt = recipe.storage.checkpoints
     if not recipe.storage.remote():
-        carved_only = all(str(o["cloud"]).lower() == "slurm" for o in offers)
+        carved_only = all(o.cloud.lower() == "slurm" for o in offers)
         if not (carved_only and ckpt and ckpt.startswith("/")):
             warnings.append("storage.checkpoints is not a bucket: a replacement node cannot see the lost node's disk, so a "
                             "preemption restarts training from step 0 — set storage.checkpoints to s3://… or gs://… "

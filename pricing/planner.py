@@ -14,6 +14,7 @@ from spotrain.recipes.schema.resources import parse_accelerator
 
 from . import accelerators as accel
 from . import estimate
+from .offer import Offer
 from .table import OfferTable
 
 
@@ -31,32 +32,8 @@ class Options:
 
 
 @dataclass
-class Candidate:
-    cloud: str
-    region: str
-    zone: str
-    instance: str
-    accelerator: str
-    count: float
-    vcpus: float
-    memory_gb: float
-    spot: bool
-    hourly: float  # $/h for the whole job (all nodes)
-    on_demand_hourly: float
-    hours: float  # expected wall hours including preemption overhead
-    cost: float
-    on_demand_cost: float
-    source: str
-    as_of: float
-
-    @property
-    def savings(self) -> float:
-        return 1 - self.cost / self.on_demand_cost if self.on_demand_cost else 0.0
-
-
-@dataclass
 class Plan:
-    candidates: list[Candidate]
+    candidates: list[Offer]  # ranked, each with its estimate
     funnel: list[tuple[str, int, int]]  # (constraint, before, after)
     workload: estimate.Workload
     memory_need_gb: float
@@ -149,7 +126,7 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
     before = len(idx) * (2 if res.spot == "auto" else 1)
     funnel.append((f"purchase option spot={res.spot}", before, len(rows)))
 
-    cands: list[Candidate] = []
+    cands: list[Offer] = []
     for i, is_spot in rows:
         c = _candidate(table, i, is_spot, recipe, w, nodes, opts)
         if c is not None:
@@ -163,7 +140,7 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
         cands = [c for c in cands if c.hourly <= bud.max_hourly_price]
         funnel.append((f"budget.max_hourly_price ${bud.max_hourly_price:g}/h", b, len(cands)))
 
-    best: dict[tuple, Candidate] = {}
+    best: dict[tuple, Offer] = {}
     for c in cands:  # cheapest zone per (cloud, region, instance, purchase option)
         k = (c.cloud, c.region, c.instance, c.spot)
         if k not in best or (c.cost, c.zone) < (best[k].cost, best[k].zone):
@@ -175,7 +152,7 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
     return Plan(ranked, funnel, w, need, len(table), notes)
 
 
-def _candidate(t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Workload, nodes: int, opts: Options) -> Candidate | None:
+def _candidate(t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Workload, nodes: int, opts: Options) -> Offer | None:
     name, count = t.text("accelerator", i), float(t["count"][i])
     vcpus = float(t["vcpus"][i])
     world = max(1, int(count)) * nodes
@@ -195,9 +172,9 @@ def _candidate(t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Wo
         wall = estimate.spot_hours(hours, estimate.checkpoint_interval_hours(recipe, hours), nodes, opts.hazard)
     else:
         hourly, wall = od_hourly, hours
-    return Candidate(t.text("cloud", i), t.text("region", i), t.text("zone", i), t.text("instance", i), name, count,
-                     vcpus, float(t["memory_gb"][i]), spot, hourly, od_hourly, wall, hourly * wall, od_cost,
-                     t.text("source", i), float(t["as_of"][i]))
+    return Offer(t.text("cloud", i), t.text("region", i), t.text("zone", i), t.text("instance", i), name, count,
+                 vcpus, float(t["memory_gb"][i]), spot, hourly, od_hourly, t.text("source", i), float(t["as_of"][i]),
+                 hours=wall, cost=hourly * wall, on_demand_cost=od_cost)
 
 
 _RELAX = {

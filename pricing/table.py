@@ -11,30 +11,16 @@ compare integers and the on-disk cache stays a few MB.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .offer import Offer
+
 TEXT = ("cloud", "region", "zone", "instance", "accelerator", "source")
 NUMERIC = {"count": "f4", "vcpus": "f4", "memory_gb": "f4", "price": "f8", "spot_price": "f8", "as_of": "f8"}
 ORDER = ("cloud", "region", "zone", "instance", "accelerator", "count", "vcpus", "memory_gb", "price", "spot_price", "source", "as_of")
-
-
-@dataclass(frozen=True)
-class Offer:
-    cloud: str
-    region: str
-    zone: str
-    instance: str
-    accelerator: str
-    count: float
-    vcpus: float
-    memory_gb: float
-    price: float
-    spot_price: float | None
-    source: str
-    as_of: float
 
 
 class OfferTable:
@@ -108,10 +94,13 @@ class OfferTable:
         lab, inv = np.unique(values, return_inverse=True)
         return OfferTable({**self.codes, key: inv.astype(np.int32)}, {**self.labels, key: lab}, self.nums)
 
-    def row(self, i: int) -> Offer:
-        v = {k: self.text(k, i) for k in TEXT} | {k: float(self.nums[k][i]) for k in NUMERIC}
-        v["spot_price"] = None if np.isnan(v["spot_price"]) else v["spot_price"]
-        return Offer(**v)
+    def offers(self, i: int) -> list[Offer]:
+        """Row ``i`` as the offers it makes for one node: on demand, then spot where it has a spot price."""
+        text = {k: self.text(k, i) for k in ("cloud", "region", "zone", "instance", "accelerator", "source")}
+        n = {k: float(self.nums[k][i]) for k in NUMERIC}
+        od = Offer(**text, count=n["count"], vcpus=n["vcpus"], memory_gb=n["memory_gb"], spot=False, hourly=n["price"],
+                   on_demand_hourly=n["price"], as_of=n["as_of"])
+        return [od] if np.isnan(n["spot_price"]) else [od, replace(od, spot=True, hourly=n["spot_price"])]
 
     def save(self, path: Path) -> None:
         import os

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import tiny_recipe
+from spotrain.pricing.offer import Offer
 from spotrain.launcher.backends.base import AttemptState, Backend
 
 PRICE = 3.6
-OFFER = {"cloud": "lab", "region": "lab-1", "zone": "", "instance": "box", "spot": False, "hourly": PRICE, "on_demand_hourly": PRICE,
-         "hours": 0.1, "cost": 0.36, "accelerator": "", "count": 0, "vcpus": 8}
+OFFER = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=PRICE, on_demand_hourly=PRICE, hours=0.1, cost=0.36)
 
 
 class Clock:

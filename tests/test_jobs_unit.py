@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
 
+from spotrain.pricing.offer import Offer
 from spotrain.errors import SpotrainError
 from spotrain.jobs import recovery
 from spotrain.jobs.db import SCHEMA_VERSION, connect
@@ -35,14 +37,14 @@ def test_state_machine_is_complete_and_terminal_states_are_final():
 
 
 def offer(region, spot, cloud="aws", price=1.0):
-    return {"cloud": cloud, "region": region, "instance": "g6.xlarge", "spot": spot, "hourly": price, "on_demand_hourly": 3.0}
+    return Offer(cloud, region, "", "g6.xlarge", "L4", 1, 4, 16, spot=spot, hourly=price, on_demand_hourly=3.0)
 
 
 OFFERS = [offer("r1", True), offer("r2", True), offer("r3", True), offer("r1", False)]
 
 
 def test_recovery_strategies_follow_their_event_sequences():
-    assert recovery.choose("failover", OFFERS, [], True)["region"] == "r1"
+    assert recovery.choose("failover", OFFERS, [], True).region == "r1"
     assert recovery.choose("failover", OFFERS, [], False) == OFFERS[3], "no spot capacity: start on-demand"
     h = [OFFERS[0]]
     assert recovery.choose("same-region", OFFERS, h, True) == OFFERS[0]
@@ -50,7 +52,7 @@ def test_recovery_strategies_follow_their_event_sequences():
     seq, hist = [], [OFFERS[0]]
     for _ in range(3):
         nxt = recovery.choose("next-region", OFFERS, hist, True)
-        seq.append(nxt["region"])
+        seq.append(nxt.region)
         hist.append(nxt)
     assert seq == ["r2", "r3", "r1"]
     assert recovery.choose("next-region", OFFERS, hist, False) is None, "EAGER_NEXT_REGION never goes on-demand"
@@ -60,7 +62,7 @@ def test_recovery_strategies_follow_their_event_sequences():
     picks = []
     for _ in range(3):
         nxt = recovery.choose("failover", OFFERS, hist, True)
-        picks.append((nxt["region"], nxt["spot"]))
+        picks.append((nxt.region, nxt.spot))
         hist.append(nxt)
     assert picks == [("r1", True), ("r2", True), ("r1", False)]
     assert recovery.choose("failover", OFFERS, [OFFERS[0]], False) == OFFERS[3]
@@ -93,12 +95,12 @@ def test_store_ledger_sums_attempts_exactly(tmp_path):
     store = Store(connect(f"sqlite:///{tmp_path / 'j.db'}"))
     jid = store.create_job(name="x", backend="local", recipe_yaml="", recipe_dir="", offers=[], options={}, workdir="",
                            max_cost=None, deadline=None, now=1000.0)
-    a1 = store.start_attempt(jid, {**offer("r1", True), "hourly": 0.36}, "local", True, 1000.0)
+    a1 = store.start_attempt(jid, offer("r1", True, price=0.36), "local", True, 1000.0)
     for t in range(1001, 1011):
         store.bill(a1, float(t))
     store.bill(a1, 1010.0)  # nothing new: not billed twice
     store.end_attempt(a1, EndReason.PREEMPTED, 143, 1010.0)
-    a2 = store.start_attempt(jid, {**offer("r1", False), "hourly": 1.08}, "local", True, 1012.0)
+    a2 = store.start_attempt(jid, offer("r1", False, price=1.08), "local", True, 1012.0)
     store.bill(a2, 1017.5)
     store.end_attempt(a2, EndReason.SUCCEEDED, 0, 1017.5)
     atts = store.attempts(jid)
@@ -150,3 +152,26 @@ def test_schema_is_versioned_and_newer_databases_are_refused(tmp_path):
         c.execute(text("UPDATE schema_version SET version = 99"))
     with pytest.raises(SpotrainError, match="schema version 99, newer than this spotrain"):
         connect(url)
+
+
+def test_offers_round_trip_through_the_job_row_as_the_one_offer_type(tmp_path):
+    """The planner's offers go into the job row as JSON and come back as ``Offer`` (a managed one with its
+    choices); an attempt's offer too. Unknown machine sizes are 0, not NaN, so offers compare equal."""
+    from spotrain.launcher.backends.skypilot import managed_offer
+
+    store = Store(connect(f"sqlite:///{tmp_path / 'j.db'}"))
+    planned = [replace(offer("r1", True), hours=2.0, cost=2.0, on_demand_cost=6.0), offer("r2", False, price=3.0)]
+    managed = managed_offer(planned)
+    assert managed.managed and managed.hourly == 3.0 and managed.spot and [c.region for c in managed.choices] == ["r1", "r2"]
+    jid = store.create_job(name="x", backend="sky", recipe_yaml="", recipe_dir="", offers=planned + [managed], options={}, workdir="",
+                           max_cost=None, deadline=None, now=1000.0)
+    back = store.job(jid).offers
+    assert all(isinstance(o, Offer) for o in back) and back == planned + [managed]
+    assert back[0].savings == pytest.approx(1 - 2.0 / 6.0) and back[1].cost is None
+    assert back[2].choices == managed.choices and not back[0].managed
+    a = store.start_attempt(jid, back[2], "sky", False, 1000.0)
+    att = store.attempt(a)
+    assert att.offer == managed and (att.cloud, att.spot, att.price) == ("skypilot", True, 3.0)
+    nan = Offer("slurm", "x", "", "2CPU--4GB", "", float("nan"), float("nan"), float("nan"), spot=False, hourly=0.1, on_demand_hourly=0.1)
+    assert nan == Offer.from_json(nan.to_json()) and nan.vcpus == 0.0
+    assert json.dumps(nan.to_json(), allow_nan=False)

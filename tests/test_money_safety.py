@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from spotrain.pricing.offer import Offer
 from conftest import ROOT, lab_home, spotrain, tiny_recipe, wait
 
 SLOW = dict(train__batch_size=8, train__steps=5000, train__checkpoints={"every_steps": 200, "every_minutes": None, "keep_last": 2})
@@ -144,7 +145,7 @@ def test_status_says_at_least_while_no_controller_bills(env, tmp_path):
     s.transition(job_id, JobStatus.PROVISIONING, time.time() - 99)
     sleeper = subprocess.Popen(["sleep", "120"], start_new_session=True)
     try:
-        offer = {"cloud": "lab", "region": "lab-1", "instance": "box", "spot": False, "hourly": PRICE, "on_demand_hourly": PRICE}
+        offer = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=PRICE, on_demand_hourly=PRICE)
         a = s.start_attempt(job_id, offer, "local", True, time.time() - 99)
         s.set_handle(a, {"pid": sleeper.pid, "pgid": sleeper.pid, "start_time": _proc_start_time(sleeper.pid), "dir": str(tmp_path / "job"),
                          "exit_file": str(tmp_path / "job" / "exit.json"), "log": str(tmp_path / "job" / "attempt.log")})

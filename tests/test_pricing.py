@@ -213,8 +213,8 @@ def test_user_price_file_overrides_and_adds(fixture_catalog, tmp_path):
                   "  - {cloud: onprem, region: lab, instance: box1, accelerator: L4, count: 1, vcpus: 16, memory_gb: 64, price: 0.05}\n")
     cat = catalog.load(pf)
     t = cat.table
-    mine = [t.row(i) for i in range(len(t)) if t.text("cloud", i) == "aws" and t.text("instance", i) == "g6.xlarge" and t.text("region", i) == "us-east-1"]
-    assert [(o.price, o.spot_price, o.source) for o in mine] == [(0.5, 0.2, "user")]
+    mine = [o for i in range(len(t)) for o in t.offers(i) if (o.cloud, o.instance, o.region) == ("aws", "g6.xlarge", "us-east-1")]
+    assert [(o.spot, o.hourly, o.on_demand_hourly, o.source) for o in mine] == [(False, 0.5, 0.5, "user"), (True, 0.2, 0.5, "user")]
     p = plan(gpu_recipe(["L4:1"]), t)
     assert (p.candidates[0].cloud, p.candidates[0].hourly) == ("onprem", 0.05)
 
@@ -238,9 +238,9 @@ def test_offer_table_round_trip(tmp_path):
     t = OfferTable.from_rows(rows)
     t.save(tmp_path / "t.npz")
     back = OfferTable.load(tmp_path / "t.npz")
-    assert [repr(back.row(i)) for i in range(len(back))] == [repr(t.row(i)) for i in range(len(t))]  # repr: NaN == NaN
+    assert [repr(back.offers(i)) for i in range(len(back))] == [repr(t.offers(i)) for i in range(len(t))]  # repr: NaN == NaN
     both = OfferTable.concat([t, OfferTable.from_rows(offers(FIXTURE, "vast"))])
-    assert both.row(len(both) - 1).cloud == "vast" and both.row(0) == t.row(0)
+    assert both.offers(len(both) - 1)[0].cloud == "vast" and repr(both.offers(0)) == repr(t.offers(0))
 
 
 def test_concurrent_cache_rebuilds_do_not_collide(fixture_catalog):

@@ -20,6 +20,7 @@ import yaml
 from sqlalchemy import text
 
 from conftest import ROOT, lab_home, spotrain, tiny_recipe, wait
+from spotrain.pricing.offer import Offer
 from spotrain.errors import SpotrainError
 from spotrain.jobs import schedules
 from spotrain.jobs.schedules import PastRun, run_cap
@@ -230,7 +231,7 @@ def test_a_used_up_budget_launches_nothing_and_says_which(env, tmp_path):
                         timezone="UTC", max_cost_per_run=None, monthly_budget=None, total_budget=1.0, allow_overlap=False, now=now)
     job = store.create_job(name="n", backend="local", recipe_yaml="", recipe_dir=".", offers=[], options={}, workdir=".",
                            max_cost=1.0, deadline=None, now=now - 7200)
-    offer = {"cloud": "lab", "region": "lab-1", "instance": "box", "spot": False, "hourly": 3.6, "on_demand_hourly": 3.6}
+    offer = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=3.6, on_demand_hourly=3.6)
     a = store.start_attempt(job, offer, "local", emulated=True, now=now - 7200)
     store.bill(a, now - 7200 + 1000)  # $1.00: all of it
     store.end_attempt(a, EndReason.SUCCEEDED, 0, now - 7200 + 1000)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from spotrain.pricing.offer import Offer
 from spotrain.launcher.compiler import (EXIT_MARK, REDACTED, CompileError, Source, cluster_name, compile_task, redacted,
                                         resolve_values, to_yaml)
 from spotrain.recipes.loader import load_recipe
@@ -24,12 +26,9 @@ SKY_PY = os.environ.get("SPOTRAIN_SKY_PYTHON", "")
 HAVE_SKY = bool(SKY_PY) and Path(SKY_PY).exists()
 SRC = Source(version="0.1.0", path="/src/spotrain", digest="abc123def4567890", constraints="constraints.txt")
 
-L4_SPOT = {"cloud": "aws", "region": "us-east-1", "zone": "use1-az1", "instance": "g6.xlarge", "accelerator": "L4", "count": 1.0,
-           "vcpus": 4.0, "memory_gb": 16.0, "spot": True, "hourly": 0.35, "on_demand_hourly": 0.80}
-A10_OD = {"cloud": "gcp", "region": "us-central1", "zone": "", "instance": "g2-standard-8", "accelerator": "L4", "count": 1.0,
-          "vcpus": 8.0, "memory_gb": 32.0, "spot": False, "hourly": 0.85, "on_demand_hourly": 0.85}
-SLURM = {"cloud": "slurm", "region": "skylocal", "zone": "", "instance": "2CPU--4GB", "accelerator": "", "count": 0.0,
-         "vcpus": 2.0, "memory_gb": 4.0, "spot": False, "hourly": 0.14, "on_demand_hourly": 0.14}
+L4_SPOT = Offer("aws", "us-east-1", "use1-az1", "g6.xlarge", "L4", 1.0, 4.0, 16.0, spot=True, hourly=0.35, on_demand_hourly=0.80)
+A10_OD = Offer("gcp", "us-central1", "", "g2-standard-8", "L4", 1.0, 8.0, 32.0, spot=False, hourly=0.85, on_demand_hourly=0.85)
+SLURM = Offer("slurm", "skylocal", "", "2CPU--4GB", "", 0.0, 2.0, 4.0, spot=False, hourly=0.14, on_demand_hourly=0.14)
 
 
 def _recipe(overrides=()):
@@ -111,7 +110,7 @@ def test_checkpoints_off_the_bucket_warn_and_bad_offers_fail():
     assert _compile([L4_SPOT], ["storage.checkpoints=s3://b/p"]).warnings == []
     assert _compile([SLURM], ["storage.checkpoints=/shared/ckpt"]).warnings == []  # a Slurm cluster's shared disk
     with pytest.raises(CompileError, match="cannot launch on cloud 'onprem'"):
-        _compile([{**L4_SPOT, "cloud": "onprem"}])
+        _compile([replace(L4_SPOT, cloud="onprem")])
     with pytest.raises(CompileError, match="no offers"):
         _compile([])
 

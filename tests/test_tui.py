@@ -14,6 +14,7 @@ import pytest
 import yaml
 from rich.text import Text
 
+from spotrain.pricing.offer import Offer
 from spotrain.jobs.db import connect
 from spotrain.jobs.states import EndReason, JobStatus
 from spotrain.jobs.store import Store
@@ -21,8 +22,8 @@ from spotrain.recipes.runtime.events import EventLog
 from spotrain.tui import chart, model
 
 T0 = 1_780_000_000.0  # a fixed epoch: the screen is reproducible
-SPOT = {"cloud": "aws", "region": "us-east-1", "instance": "g5.xlarge", "spot": True, "hourly": 0.36, "on_demand_hourly": 1.006}
-OD = {"cloud": "aws", "region": "us-west-2", "instance": "g5.xlarge", "spot": False, "hourly": 1.006, "on_demand_hourly": 1.006}
+SPOT = Offer("aws", "us-east-1", "", "g5.xlarge", "A10G", 1, 4, 16, spot=True, hourly=0.36, on_demand_hourly=1.006)
+OD = Offer("aws", "us-west-2", "", "g5.xlarge", "A10G", 1, 4, 16, spot=False, hourly=1.006, on_demand_hourly=1.006)
 
 
 def _advance(store: Store, job: int, *path: JobStatus, now: float) -> None:

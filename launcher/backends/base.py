@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spotrain.errors import SpotrainError
+from spotrain.pricing.offer import Offer
 
 
 CONTROLLER_BEAT = "controller.beat"  # in the job's folder: touched by its controller every tick
@@ -57,7 +58,7 @@ class Backend(abc.ABC):
     on_wait = None  # set by the controller: called during long backend calls (keeps its lease)
 
     @abc.abstractmethod
-    def provision(self, *, job_id: int, attempt: int, offer: dict, recipe_path: Path, workdir: Path, env: dict) -> dict: ...
+    def provision(self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict) -> dict: ...
 
     @abc.abstractmethod
     def state(self, handle: dict) -> AttemptState: ...

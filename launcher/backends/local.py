@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from spotrain.paths import heartbeat_stale_s
+from spotrain.pricing.offer import Offer
 
 from .base import CONTROLLER_BEAT, AttemptState, Backend
 
@@ -34,7 +35,7 @@ class LocalBackend(Backend):
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
 
-    def provision(self, *, job_id: int, attempt: int, offer: dict, recipe_path: Path, workdir: Path, env: dict) -> dict:
+    def provision(self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict) -> dict:
         workdir.mkdir(parents=True, exist_ok=True)
         exit_file = workdir / "exit.json"
         log = open(workdir / "attempt.log", "ab")

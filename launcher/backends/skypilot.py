@@ -21,10 +21,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spotrain.errors import SpotrainError
+from spotrain.pricing.offer import Offer
 from spotrain.launcher.compiler import EXIT_MARK, Source, cluster_name, compile_task
 from spotrain.recipes.runtime.events import EVENT_MARK
 from spotrain.recipes.schema import Recipe
@@ -198,7 +199,7 @@ class SkyBackend(Backend):
         return self._bridge
 
     # ------------------------------------------------------------------ provisioning
-    def provision(self, *, job_id: int, attempt: int, offer: dict, recipe_path: Path, workdir: Path, env: dict) -> dict:
+    def provision(self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict) -> dict:
         job_dir = recipe_path.parent
         spec = json.loads((job_dir / "sky.json").read_text())
         secrets_file = job_dir / "secrets.json"
@@ -207,10 +208,10 @@ class SkyBackend(Backend):
         import yaml
 
         recipe = Recipe.model_validate(yaml.safe_load(recipe_text))
-        managed = "choices" in offer  # controller: skypilot — one managed job over the planner's top offers
+        managed = offer.managed  # controller: skypilot — one managed job over the planner's top offers
         token = hashlib.sha256(str(job_dir.resolve()).encode()).hexdigest()[:4]
         cluster = cluster_name(recipe.name, job_id, None if managed else attempt, token=f"x{token}")
-        compiled = compile_task(recipe, recipe_text, offer["choices"] if managed else [offer], recipe_dir=spec["recipe_dir"],
+        compiled = compile_task(recipe, recipe_text, offer.choices if managed else [offer], recipe_dir=spec["recipe_dir"],
                                 source=Source(**spec["source"]), task_name=cluster, run_id=f"job-{job_id}",
                                 env={**spec.get("env", {}), **env}, secrets=secrets, mode="skypilot" if managed else "spotrain")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -478,11 +479,11 @@ class Prepared:
 
     compiled: object  # compiler.Compiled
     sky: dict
-    chosen: list
+    chosen: list[Offer]
     warnings: list
 
 
-def prepare(loaded, offers: list[dict], *, dry_run: bool) -> Prepared:
+def prepare(loaded, offers: list[Offer], *, dry_run: bool) -> Prepared:
     """Compile the job's first task (secrets left empty for a dry run: nothing is launched)."""
     from spotrain.launcher.compiler import node_recipe_text, resolve_values
     from spotrain.launcher.source import node_source
@@ -506,7 +507,7 @@ def preflight(prepared: Prepared) -> None:
     try:
         bridge.call("validate", config=prepared.compiled.config)
         enabled = {c.lower() for c in bridge.call("enabled")["clouds"]}
-        clouds = sorted({str(o["cloud"]).lower() for o in prepared.chosen})
+        clouds = sorted({o.cloud.lower() for o in prepared.chosen})
         if not enabled & set(clouds):
             raise SpotrainError(f"SkyPilot has no cloud enabled among {', '.join(clouds)} (enabled: {', '.join(sorted(enabled)) or 'none'}) "
                                 "— run `sky check` and set up credentials")
@@ -516,12 +517,12 @@ def preflight(prepared: Prepared) -> None:
         bridge.close()
 
 
-def managed_offer(offers: list[dict]) -> dict:
+def managed_offer(offers: list[Offer]) -> Offer:
     """controller: skypilot — the job's single "offer": SkyPilot picks one of ``choices`` and may move
     between them on recovery, so spotrain's ledger bills at the dearest of them (the cap stays safe)
     and notes SkyPilot's own bill for comparison."""
     choices = offers[:MANAGED_OFFERS]
-    top = max(choices, key=lambda o: o["hourly"])
-    return {**top, "cloud": "skypilot", "region": "managed", "zone": "", "instance": f"any of {len(choices)} offers",
-            "spot": any(o["spot"] for o in choices), "hourly": top["hourly"],
-            "on_demand_hourly": max(o["on_demand_hourly"] for o in choices), "choices": choices}
+    top = max(choices, key=lambda o: o.hourly)
+    return replace(top, cloud="skypilot", region="managed", zone="", instance=f"any of {len(choices)} offers",
+                   spot=any(o.spot for o in choices), on_demand_hourly=max(o.on_demand_hourly for o in choices),
+                   choices=tuple(choices))

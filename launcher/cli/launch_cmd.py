@@ -68,20 +68,19 @@ def launch(file, overrides, backend, dry_run, yes, detach, force, preempt_every,
         return
     offers, best, sky = planned.offers, planned.best, planned.sky
     emulated = " — emulated on this machine at this offer's price" if backend == "local" else ""
-    gpu = f"{best['accelerator']}:{best['count']:g}" if best["accelerator"] else f"{best['vcpus']:g} vCPU"
-    click.echo(f"plan: {best['cloud']}/{best['region']} {best['instance']} ({gpu}, {'spot' if best['spot'] else 'on-demand'}) "
-               f"{render.money(best['hourly'])}/h, est. {render.hours(best['hours'])}, est. cost {render.money(best['cost'])}{emulated}")
+    click.echo(f"plan: {best.cloud}/{best.region} {best.instance} ({best.machine}, {'spot' if best.spot else 'on-demand'}) "
+               f"{render.money(best.hourly)}/h, est. {render.hours(best.hours)}, est. cost {render.money(best.cost)}{emulated}")
     if r.budget.max_cost is not None:
         from spotrain.jobs.limits import viable_cap
 
         click.echo(f"budget: {render.money(r.budget.max_cost)} for the whole job, recoveries included")
-        if best["cost"] > r.budget.max_cost and not force:
-            raise SpotrainError(f"the cheapest estimate {render.money(best['cost'])} exceeds budget.max_cost {render.money(r.budget.max_cost)} "
+        if best.cost > r.budget.max_cost and not force:
+            raise SpotrainError(f"the cheapest estimate {render.money(best.cost)} exceeds budget.max_cost {render.money(r.budget.max_cost)} "
                                 "— raise the budget, change resources, or pass --force (the cap still stops the job)")
         need = viable_cap(r, best, backend)
         if r.budget.max_cost < need:  # even with --force: it would pay for a start-up and a stop and train nothing
             raise SpotrainError(f"budget.max_cost {render.money(r.budget.max_cost)} cannot make progress: start-up, one checkpoint "
-                                f"interval and a graceful stop at {render.money(best['hourly'])}/h cost {render.money(need)} "
+                                f"interval and a graceful stop at {render.money(best.hourly)}/h cost {render.money(need)} "
                                 f"— raise budget.max_cost to at least that")
     if not yes:
         click.confirm("launch and start spending?", abort=True)

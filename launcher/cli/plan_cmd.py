@@ -39,7 +39,7 @@ def plan(file: str, overrides: tuple[str, ...], top: int, as_json: bool, mfu: fl
         click.echo(json.dumps({
             "recipe": loaded.recipe.name, "params": p.workload.params, "flops_per_token": p.workload.flops_per_token,
             "memory_need_gb": round(p.memory_need_gb, 2), "mfu": mfu,
-            "offers": [{**c.__dict__, "savings": c.savings, **({"forecast": f.as_dict()} if forecasts else {})}
+            "offers": [{**c.to_json(), "savings": c.savings, **({"forecast": f.as_dict()} if forecasts else {})}
                        for c, f in zip(shown, forecasts or [None] * len(shown))],
             "funnel": [{"constraint": l, "before": b, "after": a} for l, b, a in p.funnel],
             "notes": p.notes,
@@ -50,8 +50,7 @@ def plan(file: str, overrides: tuple[str, ...], top: int, as_json: bool, mfu: fl
                f"~{p.memory_need_gb:.1f} GB per accelerator; MFU assumed {mfu:.0%}, {loaded.recipe.resources.num_nodes} node(s)")
     rows = []
     for i, c in enumerate(shown, 1):
-        gpu = f"{c.accelerator}:{c.count:g}" if c.accelerator else f"{c.vcpus:g} vCPU"
-        row = [i, c.cloud, c.region, c.instance, gpu, "spot" if c.spot else "on-demand", render.money(c.hourly),
+        row = [i, c.cloud, c.region, c.instance, c.machine, "spot" if c.spot else "on-demand", render.money(c.hourly),
                render.hours(c.hours), render.money(c.cost), render.money(c.on_demand_cost), f"{c.savings:.0%}" if c.spot else "-"]
         if forecasts:
             f = forecasts[i - 1]

@@ -42,7 +42,7 @@ from spotrain.recipes.schema import Recipe
 from . import limits, recovery
 from .live_policy import LivePolicy
 from .preemption import Injector
-from .states import EndReason, JobStatus
+from .states import EndReason, JobStatus, Request, TransitionError
 from .store import Store
 
 
@@ -188,7 +188,7 @@ class Controller:
     # ------------------------------------------------------------------ between attempts
     def _between_attempts(self, job, now: float) -> None:
         status = JobStatus(job.status)
-        if job.requested == "cancel" or (job.requested or "").startswith("stopping:cancel"):
+        if job.requested in (Request.CANCEL, Request.STOPPING_CANCEL):
             return self._end(JobStatus.CANCELLED, now, "cancelled")
         if status == JobStatus.PREEMPTED:
             self.store.transition(self.job_id, JobStatus.RECOVERING, now)
@@ -312,35 +312,32 @@ class Controller:
             return self._import_recovery(job, attempt, handle, st.recoveries, now)
         if not st.running:
             return self._finished(job, attempt, st, now)
-        requested = job.requested or ""
-        if requested == "cancel":
-            self._begin_stop(attempt, "cancel", now)
-            requested = "stopping:cancel"
-        elif requested == "preempt":
-            self._begin_preempt(attempt, now, "preempt requested")
-            requested = "preempting"
-        elif attempt.spot and not requested and self.injector.due(now, attempt.start):
-            self._begin_preempt(attempt, now, "spot capacity reclaimed (injected)")
-            requested = "preempting"
+        requested = job.requested
+        if requested == Request.CANCEL:
+            requested = self._begin_stop(attempt, requested, "cancel", now)
+        elif requested == Request.PREEMPT:
+            requested = self._begin_preempt(attempt, requested, now, "preempt requested")
+        elif attempt.spot and requested is None and self.injector.due(now, attempt.start):
+            requested = self._begin_preempt(attempt, requested, now, "spot capacity reclaimed (injected)")
         margin = stop_reserve(prog, self.tick)  # exceeds the hard-kill window, so the graceful stop comes first
+        stopping = requested is not None and requested.stopping
         if job.max_cost is not None:
             spend = self.store.spend(self.job_id)
-            stopping = requested.startswith("stopping:")
             if not stopping and spend + attempt.price * margin / 3600 >= job.max_cost:
-                self._begin_stop(attempt, "budget", now)
-                requested = "stopping:budget"
+                requested = self._begin_stop(attempt, requested, "budget", now)
             elif spend + 2 * attempt.price * self.tick / 3600 > job.max_cost:
                 self._kill(attempt, now, f"budget ${job.max_cost:g} reached before the attempt stopped")
-                self._set_requested("stopping:budget")
-        if job.deadline is not None and now + margin >= job.deadline and not requested.startswith("stopping:"):
-            self._begin_stop(attempt, "deadline", now)
-            requested = "stopping:deadline"
-        if self.live is not None and not requested and prog.get("step") is not None:
+                if not stopping:
+                    requested = self._request(requested, Request.STOPPING_BUDGET)
+            stopping = requested is not None and requested.stopping
+        if job.deadline is not None and now + margin >= job.deadline and not stopping:
+            requested = self._begin_stop(attempt, requested, "deadline", now)
+        if self.live is not None and requested is None and prog.get("step") is not None:
             offer, why = self.live.next_offer(self.store, job, self.store.attempts(self.job_id), attempt, now,
                                               self.injector.spot_available(now))
             if offer is None or not recovery._same(offer, attempt.offer):
                 self._preempt(attempt)
-                self._set_requested("switching")
+                self._request(requested, Request.SWITCHING)
                 self._kill_at = now + self.grace
                 self.store.event(self.job_id, "switch", f"{why}: checkpoint, then move", now, attempt=attempt.id)
         if self._kill_at is not None and now >= self._kill_at:
@@ -358,13 +355,12 @@ class Controller:
             limits.write_limits(Path(handle["dir"]) / limits.LIMITS_FILE, limit)
             handle.update(stop_by=at, stop_reason=None if limit is None else limit.reason)
 
-    def _set_requested(self, value: str | None) -> None:
-        from sqlalchemy import update
-
-        from .db import Job
-
-        with self.store.session() as s, s.begin():
-            s.execute(update(Job).where(Job.id == self.job_id).values(requested=value))
+    def _request(self, old: Request | None, new: Request) -> Request | None:
+        """Move the job's request to ``new``; what it is now (a person's cancel asked meanwhile wins)."""
+        try:
+            return new if self.store.set_request(self.job_id, old, new) else self.store.job(self.job_id).requested
+        except TransitionError:  # what it became meanwhile outranks this move (a stop is not turned into a switch)
+            return old
 
     def _preempt(self, attempt) -> None:
         handle = dict(attempt.handle or {})
@@ -372,17 +368,17 @@ class Controller:
         if handle != attempt.handle:
             self.store.set_handle(attempt.id, handle)
 
-    def _begin_preempt(self, attempt, now: float, why: str) -> None:
+    def _begin_preempt(self, attempt, old: Request | None, now: float, why: str) -> Request | None:
         self._preempt(attempt)
-        self._set_requested("preempting")
         self._kill_at = now + self.grace
         self.store.event(self.job_id, "preempt", f"{why}: SIGTERM sent, {self.grace:g}s grace", now, attempt=attempt.id)
+        return self._request(old, Request.PREEMPTING)
 
-    def _begin_stop(self, attempt, reason: str, now: float) -> None:
+    def _begin_stop(self, attempt, old: Request | None, reason: str, now: float) -> Request | None:
         self._preempt(attempt)
-        self._set_requested(f"stopping:{reason}")
         self._kill_at = now + self.grace
         self.store.event(self.job_id, "stop", f"stopping for {reason}: checkpoint, then exit", now, attempt=attempt.id)
+        return self._request(old, Request.stop(reason))
 
     def _kill(self, attempt, now: float, why: str) -> None:
         self.backend.kill(attempt.handle)
@@ -450,15 +446,14 @@ class Controller:
         self._kill_at = None
         self._release(attempt, st.ended_at)
         now = max(now, self.clock())
-        requested = job.requested or ""
+        requested = job.requested
         code = st.exit_code
         log = Path(attempt.handle.get("log", ""))
         if code == 0:
             self.store.end_attempt(attempt.id, EndReason.SUCCEEDED, code, now)
-            self._set_requested(None)
             return self._end(JobStatus.SUCCEEDED, now, "")
-        if requested.startswith("stopping:"):
-            reason = requested.split(":", 1)[1]
+        if requested is not None and requested.stopping:
+            reason = requested.reason
             status, end = {"cancel": (JobStatus.CANCELLED, EndReason.CANCELLED), "budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET),
                            "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE)}[reason]
             self.store.end_attempt(attempt.id, end, code, now)
@@ -468,17 +463,16 @@ class Controller:
             reason = attempt.handle["stop_reason"]
             status, end = {"budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET), "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE)}[reason]
             self.store.end_attempt(attempt.id, end, code, now)
-            self._set_requested(None)
             how = "stopped itself" if code == EXIT_STOPPED else "was ended by its watchdog"
             return self._end(status, now, f"the attempt {how} at its {reason} stop-by moment; spent ${self.store.spend(self.job_id):.6f}")
-        if requested == "switching":
+        if requested == Request.SWITCHING:
             self.store.end_attempt(attempt.id, EndReason.SWITCHED, code, now)
-            self._set_requested(None)
+            self.store.clear_request(self.job_id)
             self.store.transition(self.job_id, JobStatus.RECOVERING, now, "the spot policy moves the job")
             return None
-        if requested == "preempting":
+        if requested == Request.PREEMPTING:
             self.store.end_attempt(attempt.id, EndReason.PREEMPTED, code, now)
-            self._set_requested(None)
+            self.store.clear_request(self.job_id)
             self.store.transition(self.job_id, JobStatus.PREEMPTED, now)
             return None
         if code == 2:
@@ -498,4 +492,4 @@ class Controller:
 
     def _end(self, status: JobStatus, now: float, message: str) -> None:
         self.store.transition(self.job_id, status, now, message)
-        self._set_requested(None)
+        self.store.clear_request(self.job_id)

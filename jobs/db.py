@@ -12,6 +12,8 @@ from sqlalchemy.types import TypeDecorator
 from spotrain.errors import SpotrainError
 from spotrain.pricing.offer import Offer
 
+from .states import Request
+
 SCHEMA_VERSION = 2
 
 
@@ -30,6 +32,19 @@ class OfferJSON(TypeDecorator):
 
     def process_result_value(self, value, dialect):
         return None if value is None else Offer.from_json(value)
+
+
+class RequestType(TypeDecorator):
+    """A ``states.Request`` stored as its string value."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else Request(value).value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else Request(value)
 
 
 class OfferListJSON(TypeDecorator):
@@ -62,7 +77,7 @@ class Job(Base):
     updated: Mapped[float] = mapped_column(Float)
     ended: Mapped[float | None] = mapped_column(Float, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
-    requested: Mapped[str | None] = mapped_column(String(32), nullable=True)  # cancel | preempt, from the CLI
+    requested: Mapped[Request | None] = mapped_column(RequestType, nullable=True)  # what the job was asked to do (states.Request)
     controller_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     controller_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)

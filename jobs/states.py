@@ -48,6 +48,67 @@ def check_transition(old: JobStatus, new: JobStatus) -> None:
         raise TransitionError(f"job cannot go from {old.value} to {new.value}")
 
 
+class Request(str, enum.Enum):
+    """What a live job was asked to do and has not finished doing (``Job.requested``; None: nothing).
+
+    A person asks for ``CANCEL`` or ``PREEMPT`` (CLI, TUI); the controller turns them, and its own
+    decisions, into the in-flight ones: ``PREEMPTING`` (SIGTERM sent, the attempt ends as preempted),
+    ``SWITCHING`` (the spot policy moves the job) and ``STOPPING_*`` (checkpoint, then the job ends
+    for that reason). ``REQUEST_TRANSITIONS`` says which may follow which."""
+
+    CANCEL = "cancel"
+    PREEMPT = "preempt"
+    PREEMPTING = "preempting"
+    SWITCHING = "switching"
+    STOPPING_CANCEL = "stopping:cancel"
+    STOPPING_BUDGET = "stopping:budget"
+    STOPPING_DEADLINE = "stopping:deadline"
+
+    @property
+    def stopping(self) -> bool:
+        return self.value.startswith("stopping:")
+
+    @property
+    def reason(self) -> str | None:
+        """cancel | budget | deadline for a stop."""
+        return self.value.split(":", 1)[1] if self.stopping else None
+
+    @classmethod
+    def stop(cls, reason: str) -> Request:
+        return cls(f"stopping:{reason}")
+
+
+_STOPPING = frozenset({Request.STOPPING_CANCEL, Request.STOPPING_BUDGET, Request.STOPPING_DEADLINE})
+_CONTROLLER_STOPS = frozenset({Request.STOPPING_BUDGET, Request.STOPPING_DEADLINE})
+# old request (None: none) → the ones that may replace it; any request may be cleared (→ None)
+# once the attempt it concerns ends. A stop is never turned into a preemption or a switch, and a
+# person's cancel outranks the controller's own moves.
+REQUEST_TRANSITIONS: dict[Request | None, frozenset[Request]] = {
+    None: frozenset({Request.CANCEL, Request.PREEMPT, Request.PREEMPTING, Request.SWITCHING} | _CONTROLLER_STOPS),
+    Request.CANCEL: frozenset({Request.STOPPING_CANCEL}),
+    Request.PREEMPT: frozenset({Request.CANCEL, Request.PREEMPTING} | _CONTROLLER_STOPS),
+    Request.PREEMPTING: frozenset({Request.CANCEL} | _CONTROLLER_STOPS),
+    Request.SWITCHING: frozenset({Request.CANCEL} | _CONTROLLER_STOPS),
+    Request.STOPPING_CANCEL: frozenset(),
+    Request.STOPPING_BUDGET: frozenset({Request.CANCEL}),
+    Request.STOPPING_DEADLINE: frozenset({Request.CANCEL}),
+}
+
+
+def check_request(old: Request | None, new: Request | None) -> None:
+    if new is not None and new != old and new not in REQUEST_TRANSITIONS[old]:
+        raise TransitionError(f"a job {_doing(old)} cannot be asked to {new.value}")
+
+
+def _doing(r: Request | None) -> str:
+    if r is None:
+        return "with nothing requested"
+    if r.stopping:
+        return f"stopping for {r.reason}"
+    return {Request.CANCEL: "being cancelled", Request.PREEMPT: "asked to preempt", Request.PREEMPTING: "being preempted",
+            Request.SWITCHING: "being moved by its spot policy"}[r]
+
+
 class EndReason(str, enum.Enum):
     """Why an attempt ended."""
 

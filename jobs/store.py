@@ -19,7 +19,7 @@ from spotrain.errors import SpotrainError
 from spotrain.pricing.offer import Offer
 
 from .db import Attempt, Event, Job, LedgerEntry
-from .states import EndReason, JobStatus, check_transition
+from .states import EndReason, JobStatus, Request, TransitionError, check_request, check_transition
 
 
 class JobNotFound(SpotrainError):
@@ -71,21 +71,35 @@ class Store:
             s.add(Event(job_id=job_id, time=now, kind="status", message=f"{old.value} → {new.value}" + (f": {message}" if message else ""),
                         data={"from": old.value, "to": new.value}))
 
-    def request(self, job_id: int, action: str, now: float) -> None:
+    def request(self, job_id: int, action: Request, now: float) -> None:
+        """A person asks a live job to cancel or preempt (``Request.CANCEL`` / ``PREEMPT``)."""
+        if action not in (Request.CANCEL, Request.PREEMPT):
+            raise ValueError(f"{action} is the controller's to set")
         with self.session() as s, s.begin():
             job = s.get(Job, job_id)
             if job is None:
                 raise JobNotFound(f"no job {job_id} — see `spotrain status` for job ids")
             if JobStatus(job.status).is_terminal():
-                raise SpotrainError(f"job {job_id} already ended ({job.status}); nothing to {action}")
+                raise SpotrainError(f"job {job_id} already ended ({job.status}); nothing to {action.value}")
+            try:
+                check_request(job.requested, action)
+            except TransitionError as exc:
+                raise SpotrainError(f"job {job_id}: {exc}") from None
             job.requested = action
-            s.add(Event(job_id=job_id, time=now, kind="request", message=f"{action} requested", data={"action": action}))
+            s.add(Event(job_id=job_id, time=now, kind="request", message=f"{action.value} requested", data={"action": action.value}))
 
-    def take_request(self, job_id: int) -> str | None:
+    def set_request(self, job_id: int, old: Request | None, new: Request | None) -> bool:
+        """The controller moves the job's request from ``old`` to ``new`` — only if it is still
+        ``old`` (a cancel asked meanwhile is not overwritten; the controller sees it next tick)."""
+        check_request(old, new)
         with self.session() as s, s.begin():
-            job = s.get(Job, job_id)
-            action, job.requested = job.requested, None
-            return action
+            cond = Job.requested.is_(None) if old is None else Job.requested == old
+            return s.execute(update(Job).where(Job.id == job_id, cond).values(requested=new)).rowcount == 1
+
+    def clear_request(self, job_id: int) -> None:
+        """The attempt the request concerned has ended, or the job has."""
+        with self.session() as s, s.begin():
+            s.execute(update(Job).where(Job.id == job_id).values(requested=None))
 
     # ------------------------------------------------------------------ controller lease
     def claim_controller(self, job_id: int, pid: int, now: float, stale_after: float, holds_host_lock: bool = False) -> bool:

@@ -16,7 +16,8 @@ from spotrain.jobs import recovery
 from spotrain.jobs.db import SCHEMA_VERSION, connect
 from spotrain.jobs.preemption import Injector
 from spotrain.units import parse_seconds
-from spotrain.jobs.states import TERMINAL, TRANSITIONS, EndReason, JobStatus, TransitionError, check_transition
+from spotrain.jobs.states import (REQUEST_TRANSITIONS, TERMINAL, TRANSITIONS, EndReason, JobStatus, Request, TransitionError,
+                                  check_request, check_transition)
 from spotrain.jobs.store import JobNotFound, Store
 
 
@@ -120,14 +121,41 @@ def test_transition_rules_and_requests(tmp_path):
     store.transition(jid, JobStatus.PROVISIONING, 1.0)
     with pytest.raises(TransitionError):
         store.transition(jid, JobStatus.PENDING, 2.0)
-    store.request(jid, "cancel", 2.0)
-    assert store.take_request(jid) == "cancel" and store.take_request(jid) is None
+    store.request(jid, Request.PREEMPT, 2.0)
+    assert store.job(jid).requested is Request.PREEMPT
+    # the controller moves it on only from what it last saw: a cancel asked meanwhile is not overwritten
+    store.request(jid, Request.CANCEL, 2.5)
+    assert not store.set_request(jid, Request.PREEMPT, Request.PREEMPTING)
+    assert store.job(jid).requested is Request.CANCEL
+    assert store.set_request(jid, Request.CANCEL, Request.STOPPING_CANCEL)
+    with pytest.raises(SpotrainError, match="job 1: a job stopping for cancel cannot be asked to preempt"):
+        store.request(jid, Request.PREEMPT, 2.6)
+    with pytest.raises(TransitionError, match="stopping for cancel cannot be asked to switching"):
+        store.set_request(jid, Request.STOPPING_CANCEL, Request.SWITCHING)
+    with pytest.raises(ValueError):
+        store.request(jid, Request.SWITCHING, 2.7)  # the controller's own, not a person's
+    store.clear_request(jid)
+    assert store.job(jid).requested is None
     store.transition(jid, JobStatus.CANCELLED, 3.0)
     assert store.job(jid).ended == 3.0
     with pytest.raises(SpotrainError, match="already ended \\(CANCELLED\\)"):
-        store.request(jid, "cancel", 4.0)
+        store.request(jid, Request.CANCEL, 4.0)
     kinds = [e.kind for e in store.events(jid)]
-    assert kinds == ["created", "status", "request", "status"]
+    assert kinds == ["created", "status", "request", "request", "status"]
+
+
+def test_request_table_covers_every_request():
+    """Every request has a row; a stop is never turned into a preemption or a switch; a person's cancel
+    can follow anything but a cancel already under way; only the controller moves a cancel on."""
+    assert set(REQUEST_TRANSITIONS) == set(Request) | {None}
+    for old, allowed in REQUEST_TRANSITIONS.items():
+        if old is not None and old.stopping:
+            assert not allowed & {Request.PREEMPT, Request.PREEMPTING, Request.SWITCHING}
+        if old not in (Request.CANCEL, Request.STOPPING_CANCEL):
+            assert Request.CANCEL in allowed, old
+        check_request(old, None)  # an ended attempt clears any request
+    assert REQUEST_TRANSITIONS[Request.CANCEL] == {Request.STOPPING_CANCEL}
+    assert [r.reason for r in Request if r.stopping] == ["cancel", "budget", "deadline"] and Request.stop("budget") is Request.STOPPING_BUDGET
 
 
 def test_controller_lease_is_exclusive_until_stale(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from spotrain.jobs.states import Request
 from spotrain.pricing.offer import Offer
 from conftest import ROOT, lab_home, spotrain, tiny_recipe, wait
 
@@ -156,7 +157,7 @@ def test_status_says_at_least_while_no_controller_bills(env, tmp_path):
         assert json.loads(res.stdout)["spend_at_least"] is True
         wait(lambda: [e for e in store().events(job_id) if e.kind == "adopt"], timeout=60, what="adoption")
         wait(lambda: store().spend(job_id) > PRICE * 90 / 3600, timeout=60, what="the gap billed")
-        store().request(job_id, "cancel", time.time())
+        store().request(job_id, Request.CANCEL, time.time())
         wait(lambda: store().job(job_id).status == "CANCELLED", timeout=60, what="the cancel")
         assert json.loads(spotrain("status", str(job_id), "--json").stdout)["spend_at_least"] is False
     finally:

@@ -22,6 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from spotrain.errors import SpotrainError
+from spotrain.jobs.states import Request
 from spotrain.jobs.store import Store
 from spotrain import units
 
@@ -280,7 +281,7 @@ class SpotrainApp(App):
         if job_id is None:
             return
         try:
-            self.store.request(job_id, action, self.clock())
+            self.store.request(job_id, Request(action), self.clock())
         except SpotrainError as e:
             self.notify(str(e), severity="error")
             return

@@ -170,8 +170,10 @@ def logs(job_id: int, follow: bool) -> None:
 @click.argument("job_id", type=int)
 def cancel(job_id: int) -> None:
     """Stop a job gracefully (checkpoint first) → CANCELLED."""
+    from spotrain.jobs.states import Request
+
     store = _store()
-    store.request(job_id, "cancel", time.time())
+    store.request(job_id, Request.CANCEL, time.time())
     click.echo(f"cancel requested for job {job_id}")
 
 
@@ -179,8 +181,10 @@ def cancel(job_id: int) -> None:
 @click.argument("job_id", type=int)
 def preempt(job_id: int) -> None:
     """Preempt the job's running attempt like a cloud would (SIGTERM, grace, SIGKILL)."""
+    from spotrain.jobs.states import Request
+
     store = _store()
-    store.request(job_id, "preempt", time.time())
+    store.request(job_id, Request.PREEMPT, time.time())
     click.echo(f"preemption requested for job {job_id}")
 
 

@@ -15,10 +15,8 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 from _common import ROOT, table
 

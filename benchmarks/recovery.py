@@ -11,7 +11,6 @@ node vanishes; work since the last periodic checkpoint is redone).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics

@@ -68,12 +68,7 @@ def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[Offer]
         data["storage"]["checkpoints"] = str(d / "checkpoints")  # shared by every attempt (the local "bucket")
     text = yaml.safe_dump(data, sort_keys=False)
     (d / "recipe.yaml").write_text(text)
-    from sqlalchemy import update
-
-    from .db import Job
-
-    with store.session() as s, s.begin():
-        s.execute(update(Job).where(Job.id == job_id).values(recipe_yaml=text, workdir=str(d)))
+    store.set_job_files(job_id, recipe_yaml=text, workdir=str(d))
     return job_id
 
 

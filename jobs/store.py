@@ -71,6 +71,11 @@ class Store:
             s.add(Event(job_id=job_id, time=now, kind="status", message=f"{old.value} → {new.value}" + (f": {message}" if message else ""),
                         data={"from": old.value, "to": new.value}))
 
+    def set_job_files(self, job_id: int, *, recipe_yaml: str, workdir: str) -> None:
+        """The job's folder and the resolved recipe in it, known once the job has its id."""
+        with self.session() as s, s.begin():
+            s.execute(update(Job).where(Job.id == job_id).values(recipe_yaml=recipe_yaml, workdir=workdir))
+
     def request(self, job_id: int, action: Request, now: float) -> None:
         """A person asks a live job to cancel or preempt (``Request.CANCEL`` / ``PREEMPT``)."""
         if action not in (Request.CANCEL, Request.PREEMPT):

@@ -29,7 +29,6 @@ import yaml
 from spotrain.errors import SpotrainError
 from spotrain.pricing.offer import Offer
 from spotrain.recipes.loader import REDACTED
-from spotrain.recipes.runtime.events import EVENT_MARK
 from spotrain.recipes.schema import Recipe
 
 EXIT_MARK = "SPOTRAIN_EXIT "

@@ -4,12 +4,18 @@ the released package. I/O at the edge: reads the checkout to fingerprint it."""
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from pathlib import Path
 
 import spotrain
 from spotrain.launcher.compiler import Source
 
-_PACKAGES = ("spotrain", "recipes", "pricing", "jobs", "launcher", "tui")
+
+
+def package_folders(root: Path) -> list[str]:
+    """The checkout's top-level package folders, as ``pyproject.toml`` declares them (the one list)."""
+    conf = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    return sorted(set(conf["tool"]["setuptools"]["package-dir"].values()))
 
 
 def checkout_root() -> Path | None:
@@ -24,7 +30,7 @@ def digest(root: Path) -> str:
     """Content hash of what the node installs: the packages, pyproject and constraints."""
     h = hashlib.sha256()
     files = [root / "pyproject.toml", root / "constraints.txt"]
-    for pkg in _PACKAGES:
+    for pkg in package_folders(root):
         files += sorted(p for p in (root / pkg).rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".toml", ".txt")
                         and "__pycache__" not in p.parts)
     for f in files:

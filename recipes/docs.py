@@ -1,4 +1,4 @@
-"""The recipe field reference as a Markdown table, generated from the schema (README embeds it)."""
+"""The recipe field reference as a Markdown table, generated from the schema (docs/recipes.md embeds it)."""
 
 from __future__ import annotations
 

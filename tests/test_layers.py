@@ -12,6 +12,26 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = ("recipes", "pricing", "jobs", "launcher", "tui", "spotrain")
 
 
+def test_the_package_list_is_declared_once_and_complete():
+    """pyproject.toml is the one list of packages: every folder with an ``__init__.py`` under a
+    declared top-level folder is a declared package (a new concern's folder is not left out of the
+    wheel), and what a node installs is fingerprinted from the same declaration."""
+    import tomllib
+
+    from spotrain.launcher.source import package_folders
+
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = conf["package-dir"]
+    assert package_folders(ROOT) == sorted(FOLDERS)
+    found = set()
+    for pkg, folder in dirs.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            sub = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in sub:
+                found.add(".".join((pkg, *sub)))
+    assert found == set(conf["packages"])
+
+
 def unit_of_file(rel: Path) -> str:
     if rel.parts[0] == "launcher" and rel.parts[1] == "cli":
         return "launcher.cli"
@@ -76,3 +96,19 @@ def test_no_import_cycle_between_top_level_packages():
         if u not in seen and (cycle := visit(u)):
             where = sorted(f for v, f in imports()[cycle[0]] if v == cycle[1])
             raise AssertionError(f"import cycle {' → '.join(cycle)} (e.g. {where[:3]})")
+
+
+def test_the_database_is_written_only_by_its_data_access_modules():
+    """Every write goes through ``jobs/store.py`` (jobs, attempts, ledger, events) or
+    ``jobs/schedules.py`` (schedule rows and their runs); nothing else opens a session."""
+    allowed = {Path("jobs/store.py"), Path("jobs/schedules.py"), Path("jobs/db.py")}
+    offenders = []
+    for folder in FOLDERS:
+        for f in (ROOT / folder).rglob("*.py"):
+            rel = f.relative_to(ROOT)
+            if rel in allowed:
+                continue
+            for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute) and node.attr == "session" and isinstance(node.ctx, ast.Load):
+                    offenders.append(f"{rel}:{node.lineno}")
+    assert not offenders, offenders

@@ -269,7 +269,7 @@ def test_spotrain_moves_off_on_demand_only_once_the_spot_window_is_old():
 
 
 def test_spotrain_learns_from_history():
-    from spotrain.jobs.policies.base import JobView, MarketHistory, Placement, SpellStats, ZoneView
+    from spotrain.jobs.policies.base import MarketHistory, SpellStats
 
     p = make("spotrain")
     p.warm(MarketHistory((SpellStats((7200.0,) * 10, (600.0,) * 10),), SpellStats((7200.0,) * 10, (600.0,) * 10)))

@@ -12,11 +12,10 @@ import pytest
 from conftest import tiny_recipe
 from spotrain.pricing import accelerators as accel
 from spotrain.pricing import catalog, estimate
-from spotrain.pricing.planner import Options, PlanError, plan
+from spotrain.pricing.planner import PlanError, plan
 from spotrain.pricing.sources import skypilot, snapshot, user
 from spotrain.pricing.table import OfferTable
 from spotrain.recipes.schema import Recipe
-from spotrain.recipes.schema.model import Model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catalog" / "v8"
 

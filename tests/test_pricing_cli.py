@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, spotrain
+from conftest import spotrain
 
 FIXTURE = Path(__file__).parent / "fixtures" / "catalog" / "v8"
 

@@ -121,7 +121,7 @@ def test_show_prints_resolved_recipe_with_overrides():
     assert json.loads(again.stdout) == shown
 
 
-def test_readme_reference_is_generated_from_the_schema():
+def test_recipe_reference_in_docs_is_generated_from_the_schema():
     from spotrain.recipes.docs import reference_markdown
 
-    assert reference_markdown() in (ROOT / "README.md").read_text()
+    assert reference_markdown() in (ROOT / "docs" / "recipes.md").read_text()

@@ -342,7 +342,6 @@ def test_cli_refuses_an_unknown_job_in_one_line():
 async def test_header_shows_what_the_schedules_committed_this_month(store, tmp_path):
     from spotrain.jobs import schedules
 
-    now = T0 + 3600
     a = schedules.add(store, name="nightly", recipe_path=str(tmp_path / "r.yaml"), overrides=[], backend="local",
                       trigger={"cron": "0 3 * * *"}, timezone="UTC", max_cost_per_run=None, monthly_budget=10.0, total_budget=None,
                       allow_overlap=False, now=T0)

@@ -191,7 +191,6 @@ def job_detail(store: Store, job_id: int, max_events: int = 200, read=read_event
     redone, redone_cost = _redone(train, restored, clock, {a.number: a.start for a in attempts})
     rows = []
     for a in attempts:
-        end = a.end if a.end is not None else a.billed_until
         rows.append(AttemptRow(a.number, f"{a.cloud}/{a.region}", a.instance, bool(a.spot), a.price, a.start, a.end, a.cost,
                                a.on_demand_price * (a.billed_until - a.start) / 3600, a.end_reason, (a.first_step, a.last_step)))
     curve, run = [], 0.0

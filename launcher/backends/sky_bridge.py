@@ -25,7 +25,6 @@ for _k, _v in {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "A
     os.environ[_k] = _v  # never report usage, never probe cloud metadata — also for the API server we start
 
 import sky  # noqa: E402
-from sky import exceptions as sky_exc  # noqa: E402
 
 _OUT = sys.stdout
 _LOCK = threading.Lock()

@@ -24,8 +24,10 @@ from spotrain.recipes.runtime.train import checkpoint, rng
 from spotrain.recipes.schema.train import Train
 from spotrain.recipes.runtime.train import optim
 
-SHAPES = {"tiny-gpt": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=2048, n_positions=128),
-          "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024)}
+SHAPES = {
+    "tiny-gpt": dict(n_layer=4, n_head=4, n_embd=128, vocab_size=2048, n_positions=128),
+    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
+}
 
 
 def state(name: str):
@@ -43,10 +45,12 @@ def state(name: str):
 
 def spotrain_save(root: Path, step: int, model, opt, sched) -> Path:
     tmp = checkpoint.begin(root, step)
-    known = {"rng-0.pt": checkpoint.save_torch(rng.capture(), tmp / "rng-0.pt"),
-             "model.pt": checkpoint.save_torch(model.state_dict(), tmp / "model.pt"),
-             "optimizer.pt": checkpoint.save_torch(opt.state_dict(), tmp / "optimizer.pt"),
-             "scheduler.pt": checkpoint.save_torch(sched.state_dict(), tmp / "scheduler.pt")}
+    known = {
+        "rng-0.pt": checkpoint.save_torch(rng.capture(), tmp / "rng-0.pt"),
+        "model.pt": checkpoint.save_torch(model.state_dict(), tmp / "model.pt"),
+        "optimizer.pt": checkpoint.save_torch(opt.state_dict(), tmp / "optimizer.pt"),
+        "scheduler.pt": checkpoint.save_torch(sched.state_dict(), tmp / "scheduler.pt"),
+    }
     return checkpoint.commit(root, tmp, step, {"fingerprint": "bench"}, known)
 
 
@@ -61,12 +65,28 @@ def spotrain_resume(root: Path, model, opt, sched) -> int:
 
 
 def plain_save(path: Path, model, opt, sched) -> None:
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng.capture()}, path)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": rng.capture(),
+        },
+        path,
+    )
 
 
 def plain_save_fsync(path: Path, model, opt, sched) -> None:
     with open(path, "wb") as fh:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng.capture()}, fh)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng": rng.capture(),
+            },
+            fh,
+        )
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -110,11 +130,36 @@ def main() -> None:
                 shutil.rmtree(root)
                 p.unlink()
         best = min
-        rows.append([name, f"{params / 1e6:.1f}M", f"{size / 1e6:.1f} MB", f"{best(s_save):.3f}", f"{best(f_save):.3f}", f"{best(p_save):.3f}",
-                     f"{best(s_res):.3f}", f"{best(p_res):.3f}", f"{psize / 1e6:.1f} MB"])
+        rows.append(
+            [
+                name,
+                f"{params / 1e6:.1f}M",
+                f"{size / 1e6:.1f} MB",
+                f"{best(s_save):.3f}",
+                f"{best(f_save):.3f}",
+                f"{best(p_save):.3f}",
+                f"{best(s_res):.3f}",
+                f"{best(p_res):.3f}",
+                f"{psize / 1e6:.1f} MB",
+            ]
+        )
     print(f"best of {a.repeat}; seconds; checkpoint on {Path.home()}'s disk")
-    print(table(rows, ["model", "params", "spotrain size", "spotrain save", "torch.save+fsync", "torch.save", "spotrain resume (verified)",
-                       "torch.load", "torch.save size"]))
+    print(
+        table(
+            rows,
+            [
+                "model",
+                "params",
+                "spotrain size",
+                "spotrain save",
+                "torch.save+fsync",
+                "torch.save",
+                "spotrain resume (verified)",
+                "torch.load",
+                "torch.save size",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,18 @@ def main() -> None:
                 mb = stats["bytes_in"] / 1e6
                 best = min(best or dt, dt)
         tokens = sum(s["tokens"] for s in p.manifest["splits"].values())
-        rows.append([label, f"{mb:.2f}", stats["documents_in"], stats["documents_out"], f"{tokens:,}", f"{best:.2f}",
-                     f"{mb / best:.2f}", f"{dt_cached * 1000:.0f} ms"])
+        rows.append(
+            [
+                label,
+                f"{mb:.2f}",
+                stats["documents_in"],
+                stats["documents_out"],
+                f"{tokens:,}",
+                f"{best:.2f}",
+                f"{mb / best:.2f}",
+                f"{dt_cached * 1000:.0f} ms",
+            ]
+        )
     print(f"tiny-gpt corpus (Python standard library *.py), best of {a.rounds}")
     print(table(rows, ["variant", "MB in", "docs in", "docs out", "tokens", "seconds", "MB/s", "cache hit"]))
 

@@ -41,9 +41,21 @@ def main() -> None:
         from spotrain.jobs.controller import read_progress
         from spotrain.jobs.service import open_store
 
-        res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--yes", "--detach", "--no-live", "train.steps=5000",
-                       "train.log_every=1", "train.eval_every=null", f"train.checkpoints.every_steps={a.every}",
-                       "train.checkpoints.every_minutes=null", "recovery.max_restarts=50", "--grace", "60s")
+        res = spotrain(
+            "launch",
+            str(ROOT / "recipes" / "tiny-gpt.yaml"),
+            "--yes",
+            "--detach",
+            "--no-live",
+            "train.steps=5000",
+            "train.log_every=1",
+            "train.eval_every=null",
+            f"train.checkpoints.every_steps={a.every}",
+            "train.checkpoints.every_minutes=null",
+            "recovery.max_restarts=50",
+            "--grace",
+            "60s",
+        )
         job = int(res.stdout.split("job ", 1)[1].split()[0])
         store = open_store()
 
@@ -54,7 +66,11 @@ def main() -> None:
         def wait_steps(n):
             while True:
                 at, p = progress()
-                if p.get("step") is not None and p.get("first_step") is not None and p["step"] >= p["first_step"] + n:
+                if (
+                    p.get("step") is not None
+                    and p.get("first_step") is not None
+                    and p["step"] >= p["first_step"] + n
+                ):
                     return at, p
                 time.sleep(0.1)
 
@@ -76,8 +92,13 @@ def main() -> None:
                     break
                 time.sleep(0.05)
             last = store.attempt(at.id).last_step
-            results.append({"kind": "hard" if hard else "graceful", "latency": q["first_step_time"] - t_pre,
-                            "redone": last - q["restored"] if q.get("restored") is not None else None})
+            results.append(
+                {
+                    "kind": "hard" if hard else "graceful",
+                    "latency": q["first_step_time"] - t_pre,
+                    "redone": last - q["restored"] if q.get("restored") is not None else None,
+                }
+            )
         cpu1, t1 = cpu_seconds(ctl_pid), time.time()
         spotrain("cancel", str(job))
         while not store.job(job).ended:
@@ -87,13 +108,37 @@ def main() -> None:
     for kind in ("graceful", "hard"):
         rs = [r for r in results if r["kind"] == kind]
         if rs:
-            rows.append([kind, len(rs), f"{statistics.median(r['latency'] for r in rs):.1f} s",
-                         f"{min(r['latency'] for r in rs):.1f}-{max(r['latency'] for r in rs):.1f} s",
-                         f"{statistics.median(r['redone'] for r in rs):g}", " ".join(str(r["redone"]) for r in rs)])
-    print(f"tiny-gpt on the local backend, checkpoint every {a.every} steps; job cost ${total:.5f} (emulated)")
-    print(table(rows, ["preemption", "n", "to first step after resume (median)", "range", "steps redone (median)", "each"]))
+            rows.append(
+                [
+                    kind,
+                    len(rs),
+                    f"{statistics.median(r['latency'] for r in rs):.1f} s",
+                    f"{min(r['latency'] for r in rs):.1f}-{max(r['latency'] for r in rs):.1f} s",
+                    f"{statistics.median(r['redone'] for r in rs):g}",
+                    " ".join(str(r["redone"]) for r in rs),
+                ]
+            )
+    print(
+        f"tiny-gpt on the local backend, checkpoint every {a.every} steps; job cost ${total:.5f} (emulated)"
+    )
+    print(
+        table(
+            rows,
+            [
+                "preemption",
+                "n",
+                "to first step after resume (median)",
+                "range",
+                "steps redone (median)",
+                "each",
+            ],
+        )
+    )
     if cpu0 is not None and cpu1 is not None:
-        print(f"controller CPU: {cpu1 - cpu0:.2f} s over {t1 - t0:.0f} s wall = {100 * (cpu1 - cpu0) / (t1 - t0):.2f}% of one core")
+        print(
+            f"controller CPU: {cpu1 - cpu0:.2f} s over {t1 - t0:.0f} s wall = "
+            f"{100 * (cpu1 - cpu0) / (t1 - t0):.2f}% of one core"
+        )
 
 
 if __name__ == "__main__":

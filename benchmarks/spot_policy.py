@@ -28,7 +28,9 @@ def table(rows: list[list], header: list[str]) -> str:
     cols = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)
-    return "\n".join([fmt.format(*header), fmt.format(*["-" * w for w in widths])] + [fmt.format(*r) for r in cols[1:]])
+    return "\n".join(
+        [fmt.format(*header), fmt.format(*["-" * w for w in widths])] + [fmt.format(*r) for r in cols[1:]]
+    )
 
 
 def report(title: str, summary: list[dict]) -> list[dict]:
@@ -43,19 +45,75 @@ def report(title: str, summary: list[dict]) -> list[dict]:
             if s is None:
                 continue
             gap = "-" if s["mean_gap_to_optimal"] is None else f"{s['mean_gap_to_optimal']:.3f}"
-            rows.append([f"{d:g}", f"{oh:g}", p, s["runs"], f"{s['mean_cost_ratio']:.3f}", f"{s['p95_cost_ratio']:.3f}",
-                         f"{s['miss_rate']:.3f}", gap])
-        up, ours = by[("uniform-progress", d, oh)]["mean_gap_to_optimal"], by[("spotrain", d, oh)]["mean_gap_to_optimal"]
-        checks.append({"deadline_hours": d, "overhead_hours": oh, "spotrain_gap": ours, "uniform_progress_gap": up,
-                       "half_of_up": ours <= up / 2})
-    print(table(rows, ["deadline h", "overhead h", "policy", "runs", "mean ratio", "p95 ratio", "miss rate", "gap to opt"]))
+            rows.append(
+                [
+                    f"{d:g}",
+                    f"{oh:g}",
+                    p,
+                    s["runs"],
+                    f"{s['mean_cost_ratio']:.3f}",
+                    f"{s['p95_cost_ratio']:.3f}",
+                    f"{s['miss_rate']:.3f}",
+                    gap,
+                ]
+            )
+        up, ours = (
+            by[("uniform-progress", d, oh)]["mean_gap_to_optimal"],
+            by[("spotrain", d, oh)]["mean_gap_to_optimal"],
+        )
+        checks.append(
+            {
+                "deadline_hours": d,
+                "overhead_hours": oh,
+                "spotrain_gap": ours,
+                "uniform_progress_gap": up,
+                "half_of_up": ours <= up / 2,
+            }
+        )
+    print(
+        table(
+            rows,
+            [
+                "deadline h",
+                "overhead h",
+                "policy",
+                "runs",
+                "mean ratio",
+                "p95 ratio",
+                "miss rate",
+                "gap to opt",
+            ],
+        )
+    )
     print("\nspotrain gap vs uniform-progress gap (goal: at most half)")
-    print(table([[f"{c['deadline_hours']:g}", f"{c['overhead_hours']:g}", f"{c['spotrain_gap']:.3f}", f"{c['uniform_progress_gap']:.3f}",
-                  f"{c['spotrain_gap'] / c['uniform_progress_gap']:.2f}" if c["uniform_progress_gap"] else "-",
-                  "yes" if c["half_of_up"] else "NO"] for c in checks],
-                ["deadline h", "overhead h", "spotrain", "UP", "ratio", "≤ ½"]))
-    misses = [s for s in summary if s["policy"] in ("on-demand", "greedy", "uniform-progress", "spotrain", "optimal") and s["miss_rate"] > 0]
-    print("deadline-safe policies with misses: " + (", ".join(f"{s['policy']}@{s['deadline_hours']:g}h" for s in misses) or "none"))
+    print(
+        table(
+            [
+                [
+                    f"{c['deadline_hours']:g}",
+                    f"{c['overhead_hours']:g}",
+                    f"{c['spotrain_gap']:.3f}",
+                    f"{c['uniform_progress_gap']:.3f}",
+                    f"{c['spotrain_gap'] / c['uniform_progress_gap']:.2f}"
+                    if c["uniform_progress_gap"]
+                    else "-",
+                    "yes" if c["half_of_up"] else "NO",
+                ]
+                for c in checks
+            ],
+            ["deadline h", "overhead h", "spotrain", "UP", "ratio", "≤ ½"],
+        )
+    )
+    misses = [
+        s
+        for s in summary
+        if s["policy"] in ("on-demand", "greedy", "uniform-progress", "spotrain", "optimal")
+        and s["miss_rate"] > 0
+    ]
+    print(
+        "deadline-safe policies with misses: "
+        + (", ".join(f"{s['policy']}@{s['deadline_hours']:g}h" for s in misses) or "none")
+    )
     return checks
 
 
@@ -77,15 +135,20 @@ def main() -> None:
         runs = sweep.run(scns, grid, workers=a.workers)
         kind = "multi-zone" if multi else "single-zone"
         out[kind] = {"all": sweep.summarize(runs)}
-        print(f"\n# {kind}: {len(scns)} scenarios × {a.starts} starts × 3 overheads × 3 deadlines "
-              f"({time.perf_counter() - t0:.0f} s so far)")
+        print(
+            f"\n# {kind}: {len(scns)} scenarios × {a.starts} starts × 3 overheads × 3 deadlines "
+            f"({time.perf_counter() - t0:.0f} s so far)"
+        )
         out[kind]["checks_all"] = report(f"{kind}, all traces", out[kind]["all"])
         for part in ("availability", "preemption"):
             sub = [r for r in runs if r["scenario"].startswith(part)]
             if sub:
                 out[kind][part] = sweep.summarize(sub)
-                out[kind][f"checks_{part}"] = report(f"{kind}, {part}/ only" + (" (held out)" if part == "preemption" else " (development set)"),
-                                                     out[kind][part])
+                out[kind][f"checks_{part}"] = report(
+                    f"{kind}, {part}/ only"
+                    + (" (held out)" if part == "preemption" else " (development set)"),
+                    out[kind][part],
+                )
     print(f"\ntotal {time.perf_counter() - t0:.0f} s, {a.workers} worker(s)")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))

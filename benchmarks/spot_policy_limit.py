@@ -19,7 +19,8 @@ resolutions given; and spotrain told the spell lengths of the 7 days before the 
 run's own deadline window* ("knowing its window": non-causal, so it also bounds what detecting a
 calm or choppy period as it starts could buy). Gaps are mean (cost − optimum) / optimum over the same runs.
 
-    python -m benchmarks.spot_policy_limit [--deadline 52] [--overhead 0.4] [--starts 30] [--grid-steps 400,800]
+    python -m benchmarks.spot_policy_limit [--deadline 52] [--overhead 0.4] [--starts 30] \
+        [--grid-steps 400,800]
 
 Figures, not pass/fail.
 """
@@ -87,9 +88,16 @@ def _one(args) -> list[tuple[str, str, float]]:
     variants = [("uniform-progress", make("uniform-progress"), past)]
     for g in a.grid_steps:
         variants.append((f"spotrain, learned, grid {g}", make("spotrain", grid_steps=g), past))
-        variants.append((f"spotrain, known market, grid {g}", make("spotrain", grid_steps=g), known_market(scn, past)))
-        variants.append((f"spotrain, knowing its window, grid {g}", make("spotrain", grid_steps=g),
-                         known_window(scn, start, a.deadline, past)))
+        variants.append(
+            (f"spotrain, known market, grid {g}", make("spotrain", grid_steps=g), known_market(scn, past))
+        )
+        variants.append(
+            (
+                f"spotrain, knowing its window, grid {g}",
+                make("spotrain", grid_steps=g),
+                known_window(scn, start, a.deadline, past),
+            )
+        )
     out = []
     for label, pol, hist in variants:
         pol.warm(hist)
@@ -116,7 +124,9 @@ def main() -> None:
     real = [s for s in traces.load_scenarios(a.traces) if len(s.zones) == 1]
     tasks = []
     for data, scns in (("real", real), ("renewal", [renewal(s, a.seed) for s in real])):
-        tasks += [(data, scn, start, a) for scn in scns for start in sweep.start_offsets(scn, a.starts, a.seed)]
+        tasks += [
+            (data, scn, start, a) for scn in scns for start in sweep.start_offsets(scn, a.starts, a.seed)
+        ]
     if a.workers > 1:
         import multiprocessing as mp
 
@@ -124,11 +134,16 @@ def main() -> None:
             rows = [r for c in pool.map(_one, tasks, chunksize=4) for r in c]
     else:
         rows = [r for t in tasks for r in _one(t)]
-    print(f"single-zone, {len(real)} traces × {a.starts} starts, {a.deadline:g} h deadline, {a.overhead:g} h overhead "
-          f"({time.perf_counter() - t0:.0f} s)\n")
+    print(
+        f"single-zone, {len(real)} traces × {a.starts} starts, {a.deadline:g} h deadline, {a.overhead:g} h "
+        f"overhead ({time.perf_counter() - t0:.0f} s)\n"
+    )
     labels = list(dict.fromkeys(lbl for _, lbl, _ in rows))
     print(f"{'policy':42s} {'real gap':>11s} {'÷ UP':>6s} {'renewal gap':>12s} {'÷ UP':>6s}")
-    up = {d: np.mean([g for dd, lbl, g in rows if dd == d and lbl == "uniform-progress"]) for d in ("real", "renewal")}
+    up = {
+        d: np.mean([g for dd, lbl, g in rows if dd == d and lbl == "uniform-progress"])
+        for d in ("real", "renewal")
+    }
     for lbl in labels:
         cells = []
         for d in ("real", "renewal"):

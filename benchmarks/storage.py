@@ -60,15 +60,43 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=Path.home()) as tmp:
         tmp = Path(tmp)
         mport, gport = free_port(), free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(mport)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(mport)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         gbin = next(Path(w.__file__).parent.glob("vendor/fake-gcs-server/bin/fake-gcs-server-*"))
-        procs.append(subprocess.Popen([str(gbin), "-scheme", "http", "-host", "127.0.0.1", "-port", str(gport), "-public-host", f"127.0.0.1:{gport}",
-                                       "-backend", "memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(gbin),
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    str(gport),
+                    "-public-host",
+                    f"127.0.0.1:{gport}",
+                    "-backend",
+                    "memory",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         try:
             wait_http(f"http://127.0.0.1:{mport}/moto-api/")
             wait_http(f"http://127.0.0.1:{gport}/storage/v1/b")
-            os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{mport}", AWS_ACCESS_KEY_ID="t", AWS_SECRET_ACCESS_KEY="t",
-                              AWS_DEFAULT_REGION="us-east-1", STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{gport}")
+            os.environ.update(
+                AWS_ENDPOINT_URL=f"http://127.0.0.1:{mport}",
+                AWS_ACCESS_KEY_ID="t",
+                AWS_SECRET_ACCESS_KEY="t",
+                AWS_DEFAULT_REGION="us-east-1",
+                STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{gport}",
+            )
             import boto3
             from google.auth.credentials import AnonymousCredentials
             from google.cloud import storage
@@ -103,13 +131,35 @@ def main() -> None:
                     down_rate.append(n / 1e6 / (time.perf_counter() - t5))
                     local.prune(root, 0)
                 med = statistics.median
-                rows.append([uri.split(":")[0], f"{med(sizes) / 1e6:.0f} MB", f"{med(sync_stall):.2f} s", f"{med(bg_stall):.2f} s",
-                             f"{med(sync_stall) / med(bg_stall):.1f}x", f"{med(up_rate):.0f} MB/s", f"{med(down_rate):.0f} MB/s"])
+                rows.append(
+                    [
+                        uri.split(":")[0],
+                        f"{med(sizes) / 1e6:.0f} MB",
+                        f"{med(sync_stall):.2f} s",
+                        f"{med(bg_stall):.2f} s",
+                        f"{med(sync_stall) / med(bg_stall):.1f}x",
+                        f"{med(up_rate):.0f} MB/s",
+                        f"{med(down_rate):.0f} MB/s",
+                    ]
+                )
         finally:
             for p in procs:
                 p.kill()
     print(f"median of {a.repeat}; servers on 127.0.0.1 (moto in-memory, fake-gcs-server in-memory)")
-    print(table(rows, ["store", "checkpoint", "stall: sync upload", "stall: background", "less stall", "upload", "download (verified)"]))
+    print(
+        table(
+            rows,
+            [
+                "store",
+                "checkpoint",
+                "stall: sync upload",
+                "stall: background",
+                "less stall",
+                "upload",
+                "download (verified)",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

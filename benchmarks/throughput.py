@@ -25,9 +25,22 @@ RECIPE = ROOT / "recipes" / "tiny-gpt.yaml"
 
 def run_spotrain(tmp: Path, steps: int, warmup: int, threads: int) -> float:
     work = tmp / f"spotrain-{time.time_ns()}"
-    res = spotrain("run", str(RECIPE), f"train.steps={steps}", "train.batch_size=16", "train.log_every=1", f"train.threads={threads}",
-                   "train.eval_every=null", "train.checkpoints.every_steps=null", "train.checkpoints.every_minutes=null",
-                   "eval.splits=[]", "eval.prompts=[]", "eval.error_analysis=0", "--workdir", str(work))
+    res = spotrain(
+        "run",
+        str(RECIPE),
+        f"train.steps={steps}",
+        "train.batch_size=16",
+        "train.log_every=1",
+        f"train.threads={threads}",
+        "train.eval_every=null",
+        "train.checkpoints.every_steps=null",
+        "train.checkpoints.every_minutes=null",
+        "eval.splits=[]",
+        "eval.prompts=[]",
+        "eval.error_analysis=0",
+        "--workdir",
+        str(work),
+    )
     if res.returncode:
         raise SystemExit(res.stderr)
     st = {e["step"]: e for e in events(work) if e["event"] == "step"}
@@ -54,8 +67,19 @@ def hf_trainer_worker(data_dir: str, steps: int, warmup: int, threads: int) -> f
             return {"input_ids": x, "labels": x}
 
     ids = manifest["special_ids"]
-    cfg = GPT2Config(vocab_size=manifest["vocab_size"], n_positions=128, n_embd=128, n_layer=4, n_head=4, n_inner=512,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=ids["eos"], eos_token_id=ids["eos"])
+    cfg = GPT2Config(
+        vocab_size=manifest["vocab_size"],
+        n_positions=128,
+        n_embd=128,
+        n_layer=4,
+        n_head=4,
+        n_inner=512,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=ids["eos"],
+        eos_token_id=ids["eos"],
+    )
     model = GPT2LMHeadModel(cfg)
     stamps: dict[int, float] = {}
 
@@ -64,17 +88,33 @@ def hf_trainer_worker(data_dir: str, steps: int, warmup: int, threads: int) -> f
             stamps[state.global_step] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=16, max_steps=steps, learning_rate=2e-3,
-                                 warmup_steps=30, lr_scheduler_type="cosine", weight_decay=0.1, max_grad_norm=1.0,
-                                 logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=True,
-                                 dataloader_num_workers=0, disable_tqdm=True, seed=0)
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=16,
+            max_steps=steps,
+            learning_rate=2e-3,
+            warmup_steps=30,
+            lr_scheduler_type="cosine",
+            weight_decay=0.1,
+            max_grad_norm=1.0,
+            logging_steps=10_000,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            seed=0,
+        )
         Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[Clock()]).train()
     tokens = (steps - warmup) * 16 * 128
     return tokens / (stamps[steps] - stamps[warmup])
 
 
 def run_hf(data_dir: Path, steps: int, warmup: int, threads: int) -> float:
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import throughput as t; print(t.hf_trainer_worker({str(data_dir)!r}, {steps}, {warmup}, {threads}))"
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import throughput as t; "
+        f"print(t.hf_trainer_worker({str(data_dir)!r}, {steps}, {warmup}, {threads}))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(res.stderr[-3000:])
@@ -93,11 +133,16 @@ def main() -> None:
         ours, theirs = [], []
         for r in range(a.rounds):
             ours.append(run_spotrain(tmp, a.steps, a.warmup, a.threads))
-            data_dir = next(e for e in events(sorted(tmp.glob("spotrain-*"))[-1]) if e["event"] == "data_stats")["fingerprint"]
+            data_dir = next(
+                e for e in events(sorted(tmp.glob("spotrain-*"))[-1]) if e["event"] == "data_stats"
+            )["fingerprint"]
             from spotrain.recipes.runtime.data.prepare import default_cache_root
 
             theirs.append(run_hf(default_cache_root() / data_dir, a.steps, a.warmup, a.threads))
-        rows = [[f"round {i + 1}", f"{o:,.0f}", f"{t:,.0f}", f"{o / t:.2f}"] for i, (o, t) in enumerate(zip(ours, theirs))]
+        rows = [
+            [f"round {i + 1}", f"{o:,.0f}", f"{t:,.0f}", f"{o / t:.2f}"]
+            for i, (o, t) in enumerate(zip(ours, theirs))
+        ]
         mo, mt = statistics.median(ours), statistics.median(theirs)
         rows.append(["median", f"{mo:,.0f}", f"{mt:,.0f}", f"{mo / mt:.2f}"])
     print(f"tiny-gpt, batch 16 x 128 tokens, fp32, {a.threads} threads, steps {a.warmup}..{a.steps}")

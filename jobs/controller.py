@@ -46,10 +46,11 @@ from .states import EndReason, JobStatus, Request, TransitionError
 from .store import Store
 
 
-
 def stop_reserve(prog: dict, tick: float, step_s: float | None = None) -> float:
     """:func:`limits.stop_reserve` with the save and step times the attempt's events show."""
-    return limits.stop_reserve(prog.get("save_seconds"), step_s if step_s is not None else prog.get("step_seconds"), tick)
+    return limits.stop_reserve(
+        prog.get("save_seconds"), step_s if step_s is not None else prog.get("step_seconds"), tick
+    )
 
 
 def error_line(log: Path) -> str:
@@ -72,7 +73,9 @@ def fold_progress(out: dict, events: list[dict]) -> dict:
             out.setdefault("first_step_time", ev["time"])
             out.update(step=ev["step"], loss=ev["loss"], step_time=ev["time"])
             if out["step"] > out["first_step"]:
-                out["step_seconds"] = (out["step_time"] - out["first_step_time"]) / (out["step"] - out["first_step"])
+                out["step_seconds"] = (out["step_time"] - out["first_step_time"]) / (
+                    out["step"] - out["first_step"]
+                )
         elif kind == "checkpoint_restored":
             out["restored"] = ev["step"]
         elif kind == "checkpoint_saved":
@@ -123,20 +126,37 @@ class Controller:
     def run(self) -> JobStatus | None:
         lock = self._lock()
         before = self.store.job(self.job_id) if lock is not None else None
-        if lock is None or not self.store.claim_controller(self.job_id, self.pid, self.clock(), heartbeat_stale_s(), holds_host_lock=True):
+        if lock is None or not self.store.claim_controller(
+            self.job_id, self.pid, self.clock(), heartbeat_stale_s(), holds_host_lock=True
+        ):
             return None  # someone else drives this job
         try:
             job = self.store.job(self.job_id)
-            if before is not None and before.controller_pid not in (None, self.pid) and before.heartbeat is not None:
-                self.store.event(self.job_id, "adopt", f"controller {before.controller_pid} stopped heartbeating "
-                                 f"{self.clock() - before.heartbeat:.0f} s ago; this one ({self.pid}) takes over and bills the gap",
-                                 self.clock())
+            if (
+                before is not None
+                and before.controller_pid not in (None, self.pid)
+                and before.heartbeat is not None
+            ):
+                self.store.event(
+                    self.job_id,
+                    "adopt",
+                    f"controller {before.controller_pid} stopped heartbeating "
+                    f"{self.clock() - before.heartbeat:.0f} s ago; this one ({self.pid}) takes over and "
+                    "bills the gap",
+                    self.clock(),
+                )
             self.recipe = Recipe.model_validate(yaml.safe_load(job.recipe_yaml))
             self.opts = job.options
             self.grace = float(self.opts.get("grace", 120))
-            self.injector = Injector.from_options({**self.opts, "nodes": self.recipe.resources.num_nodes}, job.created)
+            self.injector = Injector.from_options(
+                {**self.opts, "nodes": self.recipe.resources.num_nodes}, job.created
+            )
             self.backend.on_wait = lambda: self.store.heartbeat(self.job_id, self.pid, self.clock())
-            self.live = LivePolicy.for_job(self.recipe, job, self.backend.emulated, self.tick) if self.recipe.recovery.policy else None
+            self.live = (
+                LivePolicy.for_job(self.recipe, job, self.backend.emulated, self.tick)
+                if self.recipe.recovery.policy
+                else None
+            )
             self.beat = Path(job.workdir) / CONTROLLER_BEAT
             while True:
                 now = self.clock()
@@ -199,9 +219,13 @@ class Controller:
             return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g} spent (${spend:.6f})")
         attempts = self.store.attempts(self.job_id)
         max_restarts = self.recipe.recovery.max_restarts
-        restarts = sum(1 for a in attempts if a.end_reason != EndReason.SWITCHED.value) - 1  # policy moves are not restarts
+        restarts = (
+            sum(1 for a in attempts if a.end_reason != EndReason.SWITCHED.value) - 1
+        )  # policy moves are not restarts
         if attempts and restarts >= max_restarts:
-            return self._end(JobStatus.FAILED_NO_RESOURCE, now, f"recovery.max_restarts ({max_restarts}) reached")
+            return self._end(
+                JobStatus.FAILED_NO_RESOURCE, now, f"recovery.max_restarts ({max_restarts}) reached"
+            )
         history = [a.offer for a in attempts]
         spot_ok = self.injector.spot_available(now)
         if self.live is not None:
@@ -217,27 +241,41 @@ class Controller:
                 self._waiting_since = now
                 self.store.event(self.job_id, "waiting", "no capacity for the chosen strategy; waiting", now)
             if now - self._waiting_since > self.recipe.recovery.max_wait_minutes * 60:
-                self._end(JobStatus.FAILED_NO_RESOURCE, now, f"no capacity for {self.recipe.recovery.max_wait_minutes:g} min")
+                self._end(
+                    JobStatus.FAILED_NO_RESOURCE,
+                    now,
+                    f"no capacity for {self.recipe.recovery.max_wait_minutes:g} min",
+                )
             return None
         self._waiting_since = None
         if job.max_cost is not None:
             done = max((a.last_step or 0) for a in attempts) if attempts else 0
-            need = limits.viable_cap(self.recipe, offer, self.backend.name, self.tick, steps_left=self.recipe.train.steps - done)
+            need = limits.viable_cap(
+                self.recipe, offer, self.backend.name, self.tick, steps_left=self.recipe.train.steps - done
+            )
             if job.max_cost - spend < need:
-                return self._end(JobStatus.STOPPED_BUDGET, now, f"budget ${job.max_cost:g}: the ${max(job.max_cost - spend, 0):.6f} left "
-                                 f"cannot pay for another attempt's start-up, a checkpoint interval and a stop (${need:.6f} at "
-                                 f"${offer.hourly:.4f}/h; spent ${spend:.6f})")
+                return self._end(
+                    JobStatus.STOPPED_BUDGET,
+                    now,
+                    f"budget ${job.max_cost:g}: the ${max(job.max_cost - spend, 0):.6f} left cannot pay for "
+                    f"another attempt's start-up, a checkpoint interval and a stop (${need:.6f} at "
+                    f"${offer.hourly:.4f}/h; spent ${spend:.6f})",
+                )
         self._provision(job, offer, [offer] + [o for o in job.offers if o.key != offer.key], now)
 
     def _provision(self, job, offer: Offer, fallbacks: list[Offer], now: float) -> None:
         self.store.transition(self.job_id, JobStatus.PROVISIONING, now)
         tried = []
         for o in fallbacks:
-            attempt_id = self.store.start_attempt(self.job_id, o, self.backend.name, self.backend.emulated, now)
+            attempt_id = self.store.start_attempt(
+                self.job_id, o, self.backend.name, self.backend.emulated, now
+            )
             n = self.store.attempt(attempt_id).number
             workdir = Path(job.workdir) / "attempts" / str(n)
             self.store.set_handle(attempt_id, {"dir": str(workdir)})
-            limit = limits.stop_by(job.max_cost, job.deadline, self.store.spend(self.job_id), now, o.hourly, self.tick)
+            limit = limits.stop_by(
+                job.max_cost, job.deadline, self.store.spend(self.job_id), now, o.hourly, self.tick
+            )
             env = {"SPOTRAIN_JOB_ID": str(self.job_id), "SPOTRAIN_ATTEMPT": str(n)}
             if limit is not None:
                 env[STOP_BY_ENV] = repr(limit.at)
@@ -246,8 +284,14 @@ class Controller:
                 limits.write_limits(workdir / limits.LIMITS_FILE, limit)
                 env[LIMITS_FILE_ENV] = str(workdir / limits.LIMITS_FILE)
             try:
-                handle = self.backend.provision(job_id=self.job_id, attempt=n, offer=o, recipe_path=Path(job.workdir) / "recipe.yaml",
-                                                workdir=workdir, env={**env, **self.opts.get("attempt_env", {}).get(str(n), {})})
+                handle = self.backend.provision(
+                    job_id=self.job_id,
+                    attempt=n,
+                    offer=o,
+                    recipe_path=Path(job.workdir) / "recipe.yaml",
+                    workdir=workdir,
+                    env={**env, **self.opts.get("attempt_env", {}).get(str(n), {})},
+                )
             except ProvisionError as exc:
                 tried.append(f"{o.place} ({exc})")
                 self.store.end_attempt(attempt_id, EndReason.LOST, None, self.clock())
@@ -258,7 +302,9 @@ class Controller:
             self.store.set_handle(attempt_id, handle)
             self.store.transition(self.job_id, JobStatus.RUNNING, self.clock())
             return
-        self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried))
+        self._end(
+            JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried)
+        )
 
     def _provision_failed(self, job, attempt, st, now: float) -> None:
         """An offer turned out unobtainable after an asynchronous launch: try the next untried one."""
@@ -266,10 +312,14 @@ class Controller:
         self._release(attempt)
         self.store.end_attempt(attempt.id, EndReason.LOST, None, self.clock())
         what = o.place
-        self.store.event(self.job_id, "provision_failed", f"{what}: {st.provision_error}", now, attempt=attempt.id)
+        self.store.event(
+            self.job_id, "provision_failed", f"{what}: {st.provision_error}", now, attempt=attempt.id
+        )
         if st.error_kind in ("rejected", "unreachable"):  # no other offer fares better
             return self._end(JobStatus.FAILED_SETUP, self.clock(), st.provision_error)
-        self.store.transition(self.job_id, JobStatus.RECOVERING, self.clock(), f"{what} could not be provisioned")
+        self.store.transition(
+            self.job_id, JobStatus.RECOVERING, self.clock(), f"{what} could not be provisioned"
+        )
         if st.error_kind == "no_cloud":
             return self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), st.provision_error)
         # the offers that failed since the last attempt that ran
@@ -281,9 +331,17 @@ class Controller:
         tried_keys = {recovery.offer_key(a.offer) for a in failed}
         rest = [x for x in job.offers if recovery.offer_key(x) not in tried_keys]
         if not rest:
-            reasons = {e.data.get("attempt"): e.message for e in self.store.events(self.job_id) if e.kind == "provision_failed"}
+            reasons = {
+                e.data.get("attempt"): e.message
+                for e in self.store.events(self.job_id)
+                if e.kind == "provision_failed"
+            }
             tried = [reasons.get(a.id, a.offer.place) for a in reversed(failed)]
-            return self._end(JobStatus.FAILED_NO_RESOURCE, self.clock(), "every offer failed to provision: " + "; ".join(tried))
+            return self._end(
+                JobStatus.FAILED_NO_RESOURCE,
+                self.clock(),
+                "every offer failed to provision: " + "; ".join(tried),
+            )
         self._provision(job, rest[0], rest, self.clock())
 
     # ------------------------------------------------------------------ watching an attempt
@@ -319,7 +377,9 @@ class Controller:
             requested = self._begin_preempt(attempt, requested, now, "preempt requested")
         elif attempt.spot and requested is None and self.injector.due(now, attempt.start):
             requested = self._begin_preempt(attempt, requested, now, "spot capacity reclaimed (injected)")
-        margin = stop_reserve(prog, self.tick)  # exceeds the hard-kill window, so the graceful stop comes first
+        margin = stop_reserve(
+            prog, self.tick
+        )  # exceeds the hard-kill window, so the graceful stop comes first
         stopping = requested is not None and requested.stopping
         if job.max_cost is not None:
             spend = self.store.spend(self.job_id)
@@ -333,13 +393,21 @@ class Controller:
         if job.deadline is not None and now + margin >= job.deadline and not stopping:
             requested = self._begin_stop(attempt, requested, "deadline", now)
         if self.live is not None and requested is None and prog.get("step") is not None:
-            offer, why = self.live.next_offer(self.store, job, self.store.attempts(self.job_id), attempt, now,
-                                              self.injector.spot_available(now))
+            offer, why = self.live.next_offer(
+                self.store,
+                job,
+                self.store.attempts(self.job_id),
+                attempt,
+                now,
+                self.injector.spot_available(now),
+            )
             if offer is None or not recovery._same(offer, attempt.offer):
                 self._preempt(attempt)
                 self._request(requested, Request.SWITCHING)
                 self._kill_at = now + self.grace
-                self.store.event(self.job_id, "switch", f"{why}: checkpoint, then move", now, attempt=attempt.id)
+                self.store.event(
+                    self.job_id, "switch", f"{why}: checkpoint, then move", now, attempt=attempt.id
+                )
         if self._kill_at is not None and now >= self._kill_at:
             self._kill(attempt, now, f"grace period of {self.grace:g}s over")
 
@@ -349,17 +417,27 @@ class Controller:
         if not self.backend.shares_files:
             return
         a = self.store.attempt(attempt.id)
-        limit = limits.stop_by(job.max_cost, job.deadline, self.store.spend(self.job_id), a.billed_until, a.price, self.tick)
+        limit = limits.stop_by(
+            job.max_cost, job.deadline, self.store.spend(self.job_id), a.billed_until, a.price, self.tick
+        )
         at = None if limit is None else limit.at
-        if (at is None) != (handle.get("stop_by") is None) or (at is not None and abs(at - handle["stop_by"]) > 0.5 * self.tick):
+        if (at is None) != (handle.get("stop_by") is None) or (
+            at is not None and abs(at - handle["stop_by"]) > 0.5 * self.tick
+        ):
             limits.write_limits(Path(handle["dir"]) / limits.LIMITS_FILE, limit)
             handle.update(stop_by=at, stop_reason=None if limit is None else limit.reason)
 
     def _request(self, old: Request | None, new: Request) -> Request | None:
         """Move the job's request to ``new``; what it is now (a person's cancel asked meanwhile wins)."""
         try:
-            return new if self.store.set_request(self.job_id, old, new) else self.store.job(self.job_id).requested
-        except TransitionError:  # what it became meanwhile outranks this move (a stop is not turned into a switch)
+            return (
+                new
+                if self.store.set_request(self.job_id, old, new)
+                else self.store.job(self.job_id).requested
+            )
+        except (
+            TransitionError
+        ):  # what it became meanwhile outranks this move (a stop is not turned into a switch)
             return old
 
     def _preempt(self, attempt) -> None:
@@ -371,13 +449,17 @@ class Controller:
     def _begin_preempt(self, attempt, old: Request | None, now: float, why: str) -> Request | None:
         self._preempt(attempt)
         self._kill_at = now + self.grace
-        self.store.event(self.job_id, "preempt", f"{why}: SIGTERM sent, {self.grace:g}s grace", now, attempt=attempt.id)
+        self.store.event(
+            self.job_id, "preempt", f"{why}: SIGTERM sent, {self.grace:g}s grace", now, attempt=attempt.id
+        )
         return self._request(old, Request.PREEMPTING)
 
     def _begin_stop(self, attempt, old: Request | None, reason: str, now: float) -> Request | None:
         self._preempt(attempt)
         self._kill_at = now + self.grace
-        self.store.event(self.job_id, "stop", f"stopping for {reason}: checkpoint, then exit", now, attempt=attempt.id)
+        self.store.event(
+            self.job_id, "stop", f"stopping for {reason}: checkpoint, then exit", now, attempt=attempt.id
+        )
         return self._request(old, Request.stop(reason))
 
     def _kill(self, attempt, now: float, why: str) -> None:
@@ -395,12 +477,17 @@ class Controller:
         why = f"SkyPilot recovered the managed job (recovery {recoveries})"
         for status in (JobStatus.PREEMPTED, JobStatus.RECOVERING, JobStatus.PROVISIONING):
             self.store.transition(self.job_id, status, now, why if status == JobStatus.PREEMPTED else "")
-        new_id = self.store.start_attempt(self.job_id, attempt.offer, self.backend.name, self.backend.emulated, now)
+        new_id = self.store.start_attempt(
+            self.job_id, attempt.offer, self.backend.name, self.backend.emulated, now
+        )
         n = self.store.attempt(new_id).number
         workdir = Path(job.workdir) / "attempts" / str(n)
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "attempt.log").touch()
-        self.store.set_handle(new_id, {**handle, "imported": recoveries, "dir": str(workdir), "log": str(workdir / "attempt.log")})
+        self.store.set_handle(
+            new_id,
+            {**handle, "imported": recoveries, "dir": str(workdir), "log": str(workdir / "attempt.log")},
+        )
         self.store.transition(self.job_id, JobStatus.RUNNING, now)
 
     def _teardown(self, now: float) -> bool:
@@ -410,7 +497,9 @@ class Controller:
         for a in self.store.attempts(self.job_id):
             if a.end is None or not holds_resources(a.handle or {}):
                 continue
-            tries, at = self._teardown_at.get(a.id, (1 if (a.handle or {}).get("release_error") else 0, 0.0))  # the one at the end failed
+            tries, at = self._teardown_at.get(
+                a.id, (1 if (a.handle or {}).get("release_error") else 0, 0.0)
+            )  # the one at the end failed
             if now >= at:
                 self._release(a)
                 a = self.store.attempt(a.id)
@@ -418,13 +507,25 @@ class Controller:
                     tries += 1
                     wait = min(30.0 * 2 ** max(tries - 2, 0), 300.0)
                     self._teardown_at[a.id] = (tries, now + wait)
-                    self.store.event(self.job_id, "teardown_failed", f"{a.handle['cluster']} is still up (teardown try {tries}: "
-                                     f"{a.handle.get('release_error', 'no answer')}); trying again in {wait:.0f} s", now, attempt=a.id)
+                    self.store.event(
+                        self.job_id,
+                        "teardown_failed",
+                        f"{a.handle['cluster']} is still up (teardown try {tries}: "
+                        f"{a.handle.get('release_error', 'no answer')}); trying again in {wait:.0f} s",
+                        now,
+                        attempt=a.id,
+                    )
                     held = True
                 else:
                     self._teardown_at.pop(a.id, None)
                     if tries:
-                        self.store.event(self.job_id, "teardown", f"{a.handle['cluster']} torn down after {tries + 1} tries", now, attempt=a.id)
+                        self.store.event(
+                            self.job_id,
+                            "teardown",
+                            f"{a.handle['cluster']} torn down after {tries + 1} tries",
+                            now,
+                            attempt=a.id,
+                        )
             else:
                 held = True
         return held
@@ -438,8 +539,14 @@ class Controller:
         if json.dumps(handle, sort_keys=True) != before:
             self.store.set_handle(attempt.id, handle)
             if handle.get("sky_cost") is not None:
-                self.store.event(self.job_id, "sky_cost", f"SkyPilot bills ${handle['sky_cost']:.6f} for {handle['cluster']} "
-                                 f"({handle.get('sky_seconds') or 0:.0f} s)", self.clock(), attempt=attempt.id)
+                self.store.event(
+                    self.job_id,
+                    "sky_cost",
+                    f"SkyPilot bills ${handle['sky_cost']:.6f} for {handle['cluster']} "
+                    f"({handle.get('sky_seconds') or 0:.0f} s)",
+                    self.clock(),
+                    attempt=attempt.id,
+                )
         self.store.bill(attempt.id, self.clock() if ended_at is None else min(self.clock(), ended_at))
 
     def _finished(self, job, attempt, st, now: float) -> None:
@@ -454,17 +561,28 @@ class Controller:
             return self._end(JobStatus.SUCCEEDED, now, "")
         if requested is not None and requested.stopping:
             reason = requested.reason
-            status, end = {"cancel": (JobStatus.CANCELLED, EndReason.CANCELLED), "budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET),
-                           "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE)}[reason]
+            status, end = {
+                "cancel": (JobStatus.CANCELLED, EndReason.CANCELLED),
+                "budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET),
+                "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE),
+            }[reason]
             self.store.end_attempt(attempt.id, end, code, now)
             spend = self.store.spend(self.job_id)
             return self._end(status, now, f"stopped for {reason} at ${spend:.6f}")
         if code in (EXIT_STOPPED, EXIT_KILLED) and (attempt.handle or {}).get("stop_reason"):
             reason = attempt.handle["stop_reason"]
-            status, end = {"budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET), "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE)}[reason]
+            status, end = {
+                "budget": (JobStatus.STOPPED_BUDGET, EndReason.BUDGET),
+                "deadline": (JobStatus.STOPPED_DEADLINE, EndReason.DEADLINE),
+            }[reason]
             self.store.end_attempt(attempt.id, end, code, now)
             how = "stopped itself" if code == EXIT_STOPPED else "was ended by its watchdog"
-            return self._end(status, now, f"the attempt {how} at its {reason} stop-by moment; spent ${self.store.spend(self.job_id):.6f}")
+            return self._end(
+                status,
+                now,
+                f"the attempt {how} at its {reason} stop-by moment; spent "
+                f"${self.store.spend(self.job_id):.6f}",
+            )
         if requested == Request.SWITCHING:
             self.store.end_attempt(attempt.id, EndReason.SWITCHED, code, now)
             self.store.clear_request(self.job_id)
@@ -488,7 +606,12 @@ class Controller:
     def _recover(self, job, now: float, why: str) -> None:
         status = JobStatus(self.store.job(self.job_id).status)
         if status in (JobStatus.RUNNING, JobStatus.PROVISIONING):
-            self.store.transition(self.job_id, JobStatus.PREEMPTED if status == JobStatus.RUNNING else JobStatus.RECOVERING, now, why)
+            self.store.transition(
+                self.job_id,
+                JobStatus.PREEMPTED if status == JobStatus.RUNNING else JobStatus.RECOVERING,
+                now,
+                why,
+            )
 
     def _end(self, status: JobStatus, now: float, message: str) -> None:
         self.store.transition(self.job_id, status, now, message)

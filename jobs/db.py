@@ -4,7 +4,19 @@ SQLAlchemy URL (``SPOTRAIN_DB``, e.g. PostgreSQL) for teams. Versioned migration
 from __future__ import annotations
 
 
-from sqlalchemy import (JSON, Float, ForeignKey, Integer, String, Text, create_engine, event, inspect, select, text)
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -77,7 +89,9 @@ class Job(Base):
     updated: Mapped[float] = mapped_column(Float)
     ended: Mapped[float | None] = mapped_column(Float, nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
-    requested: Mapped[Request | None] = mapped_column(RequestType, nullable=True)  # what the job was asked to do (states.Request)
+    requested: Mapped[Request | None] = mapped_column(
+        RequestType, nullable=True
+    )  # what the job was asked to do (states.Request)
     controller_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     controller_host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -135,7 +149,9 @@ class Schedule(Base):
     __tablename__ = "schedules"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
-    recipe_path: Mapped[str] = mapped_column(Text)  # absolute; read again at every run (edit it to change the next runs)
+    recipe_path: Mapped[str] = mapped_column(
+        Text
+    )  # absolute; read again at every run (edit it to change the next runs)
     overrides: Mapped[list] = mapped_column(JSON)
     backend: Mapped[str] = mapped_column(String(32))
     trigger: Mapped[dict] = mapped_column(JSON)  # {"cron": "0 3 * * 1"} or {"every": seconds}
@@ -167,7 +183,9 @@ class SchemaVersion(Base):
 
 
 def _v1(conn) -> None:
-    Base.metadata.create_all(conn, tables=[t.__table__ for t in (Job, Attempt, LedgerEntry, Event, SchemaVersion)])
+    Base.metadata.create_all(
+        conn, tables=[t.__table__ for t in (Job, Attempt, LedgerEntry, Event, SchemaVersion)]
+    )
 
 
 def _v2(conn) -> None:  # schedules
@@ -187,6 +205,7 @@ def connect(url: str | None = None) -> Engine:
     url = url or default_url()
     engine = create_engine(url, future=True, connect_args={"timeout": 60} if url.startswith("sqlite") else {})
     if url.startswith("sqlite"):
+
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi, _):
             dbapi.isolation_level = None  # we issue BEGIN ourselves (below)
@@ -199,6 +218,7 @@ def connect(url: str | None = None) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn):  # take the write lock up front: no deadlocked upgrades between writers
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     migrate(engine)
     return engine
 
@@ -213,7 +233,10 @@ def migrate(engine: Engine) -> int:
     with engine.begin() as conn:
         v = current_version(conn)
         if v > SCHEMA_VERSION:
-            raise SpotrainError(f"the job database is at schema version {v}, newer than this spotrain ({SCHEMA_VERSION}) — upgrade spotrain")
+            raise SpotrainError(
+                f"the job database is at schema version {v}, newer than this spotrain ({SCHEMA_VERSION}) — "
+                "upgrade spotrain"
+            )
         for target, fn in MIGRATIONS:
             if target > v:
                 fn(conn)

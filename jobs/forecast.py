@@ -56,8 +56,12 @@ class Forecast:
 
 def hazard_market(h: Hazard, nodes: int = 1) -> Market:
     rate = h.rate_per_hour * nodes
-    return Market(f"hazard model ({rate:g} preemptions/h, {h.outage_hours:g} h outages)", None,
-                  lifetime_h=1 / rate if rate > 0 else math.inf, outage_h=h.outage_hours)
+    return Market(
+        f"hazard model ({rate:g} preemptions/h, {h.outage_hours:g} h outages)",
+        None,
+        lifetime_h=1 / rate if rate > 0 else math.inf,
+        outage_h=h.outage_hours,
+    )
 
 
 def traces_dir(explicit: Path | None = None) -> Path | None:
@@ -72,7 +76,11 @@ def trace_market(root: Path | None, region: str, accelerator: str) -> Market | N
     if root is None or not root.exists() or not region or not accelerator:
         return None
     acc = accelerator.lower().replace("-", "")
-    files = sorted(p for p in root.rglob("*.json") if p.stem.lower().startswith(region.lower()) and acc in p.stem.lower().replace("-", ""))
+    files = sorted(
+        p
+        for p in root.rglob("*.json")
+        if p.stem.lower().startswith(region.lower()) and acc in p.stem.lower().replace("-", "")
+    )
     if not files:
         return None
     by_folder: dict[Path, list[Path]] = {}
@@ -83,8 +91,13 @@ def trace_market(root: Path | None, region: str, accelerator: str) -> Market | N
     if len({g for _, _, g in read}) > 1:
         group, read = group[:1], read[:1]
     n = max(len(d) for d, _, _ in read)
-    scn = traces.Scenario(folder.name, tuple(f.stem for f in group), np.stack([np.resize(d, n) for d, _, _ in read]),
-                          np.stack([np.resize(p, n) for _, p, _ in read]), read[0][2])
+    scn = traces.Scenario(
+        folder.name,
+        tuple(f.stem for f in group),
+        np.stack([np.resize(d, n) for d, _, _ in read]),
+        np.stack([np.resize(p, n) for _, p, _ in read]),
+        read[0][2],
+    )
     return Market(f"traces {', '.join(f.name for f in group)}", scn)
 
 
@@ -93,12 +106,16 @@ def model_history(m: Market, spells: int = 200) -> MarketHistory:
     exponential spell lengths' quantiles (the same for every sample, so policies that fit age
     hazards fit them once)."""
     q = -np.log1p(-(np.arange(spells) + 0.5) / spells)  # quantiles of a unit-mean exponential
-    life = tuple(float(x) for x in q * m.lifetime_h * 3600) if math.isfinite(m.lifetime_h) else (1e9,) * spells
+    life = (
+        tuple(float(x) for x in q * m.lifetime_h * 3600) if math.isfinite(m.lifetime_h) else (1e9,) * spells
+    )
     past = SpellStats(life, tuple(float(x) for x in q * m.outage_h * 3600))
     return MarketHistory((past,), past)
 
 
-def _markov(rng: np.random.Generator, steps: int, step_h: float, lifetime_h: float, outage_h: float) -> np.ndarray:
+def _markov(
+    rng: np.random.Generator, steps: int, step_h: float, lifetime_h: float, outage_h: float
+) -> np.ndarray:
     """Alternating exponential spells (two-state Markov chain), starting in its stationary state."""
     if not math.isfinite(lifetime_h):
         return np.ones((1, steps), dtype=bool)
@@ -106,29 +123,62 @@ def _markov(rng: np.random.Generator, steps: int, step_h: float, lifetime_h: flo
     state = bool(rng.random() < lifetime_h / (lifetime_h + outage_h))
     i = 0
     while i < steps:
-        n = int(math.ceil(rng.exponential(lifetime_h if state else outage_h) / step_h)) if (outage_h > 0 or state) else 0
-        up[i: i + n] = state
+        n = (
+            int(math.ceil(rng.exponential(lifetime_h if state else outage_h) / step_h))
+            if (outage_h > 0 or state)
+            else 0
+        )
+        up[i : i + n] = state
         i += n
         state = not state
     return up[None, :]
 
 
-def forecast(work_h: float, overhead_h: float, spot_price: float, od_price: float, market: Market, deadline_h: float | None = None,
-             checkpoint_h: float | None = None, policy: str = "spotrain", samples: int = 64, seed: int = 0) -> Forecast:
+def forecast(
+    work_h: float,
+    overhead_h: float,
+    spot_price: float,
+    od_price: float,
+    market: Market,
+    deadline_h: float | None = None,
+    checkpoint_h: float | None = None,
+    policy: str = "spotrain",
+    samples: int = 64,
+    seed: int = 0,
+) -> Forecast:
     """Simulate ``policy`` ``samples`` times on ``market`` for a job of ``work_h`` hours."""
     if work_h <= 0:
         return Forecast(0.0, 0.0, None if deadline_h is None else 1.0, 0.0, market.source, 0)
     if work_h > MAX_WORK_H:
         f = work_h / MAX_WORK_H
-        small = forecast(MAX_WORK_H, overhead_h, spot_price, od_price, market, None if deadline_h is None else deadline_h / f,
-                         checkpoint_h, policy, samples, seed)
-        return Forecast(small.expected_cost * f, small.p90_cost * f, small.p_meet_deadline, small.expected_hours * f,
-                        small.source, samples)
+        small = forecast(
+            MAX_WORK_H,
+            overhead_h,
+            spot_price,
+            od_price,
+            market,
+            None if deadline_h is None else deadline_h / f,
+            checkpoint_h,
+            policy,
+            samples,
+            seed,
+        )
+        return Forecast(
+            small.expected_cost * f,
+            small.p90_cost * f,
+            small.p_meet_deadline,
+            small.expected_hours * f,
+            small.source,
+            samples,
+        )
     horizon_h = deadline_h if deadline_h is not None else max(4 * work_h, work_h + 24)
     horizon_h = max(horizon_h, work_h + overhead_h + 1e-9)
     # steps fine enough for the restart overhead and the work; a run stops when the work is done
-    step_s = max(min(horizon_h / MAX_STEPS, overhead_h / 2 if overhead_h > 0 else math.inf, work_h / 60) * 3600, 1.0,
-                 horizon_h * 3600 / GRID_TICKS)
+    step_s = max(
+        min(horizon_h / MAX_STEPS, overhead_h / 2 if overhead_h > 0 else math.inf, work_h / 60) * 3600,
+        1.0,
+        horizon_h * 3600 / GRID_TICKS,
+    )
     steps = int(math.floor(horizon_h * 3600 / step_s + 1e-9))
     work = int(math.ceil(work_h * 3600 / step_s - 1e-9))
     k = int(round(overhead_h * 3600 / step_s))
@@ -138,7 +188,11 @@ def forecast(work_h: float, overhead_h: float, spot_price: float, od_price: floa
     # every sample's policy starts from the market's statistics over the whole trace (what a
     # policy watching this market would know), so they share one fit and one decision table
     scn = market.scenario
-    whole = traces.history(scn, scn.ticks, hours=scn.ticks * scn.gap_s / 3600, open_end=False) if scn is not None else None
+    whole = (
+        traces.history(scn, scn.ticks, hours=scn.ticks * scn.gap_s / 3600, open_end=False)
+        if scn is not None
+        else None
+    )
     for _ in range(samples):
         if market.scenario is not None:
             scn = market.scenario
@@ -159,5 +213,11 @@ def forecast(work_h: float, overhead_h: float, spot_price: float, od_price: floa
         hours.append(r.finish_h)
         met.append(r.deadline_met)
     c = np.asarray(costs)
-    return Forecast(float(c.mean()), float(np.percentile(c, 90)), float(np.mean(met)) if deadline_h is not None else None,
-                    float(np.mean(hours)), market.source, samples)
+    return Forecast(
+        float(c.mean()),
+        float(np.percentile(c, 90)),
+        float(np.mean(met)) if deadline_h is not None else None,
+        float(np.mean(hours)),
+        market.source,
+        samples,
+    )

@@ -56,8 +56,14 @@ class StopBy:
         return {"stop_by": self.at, "reason": self.reason}
 
 
-def stop_by(max_cost: float | None, deadline: float | None, spend: float, billed_until: float, price_per_h: float,
-            tick: float) -> StopBy | None:
+def stop_by(
+    max_cost: float | None,
+    deadline: float | None,
+    spend: float,
+    billed_until: float,
+    price_per_h: float,
+    tick: float,
+) -> StopBy | None:
     """The moment an attempt must have stopped by (None without a cap or deadline)."""
     window = KILL_TICKS * tick
     out: list[StopBy] = []

@@ -43,8 +43,17 @@ class LivePolicy:
                 spot_offers.append(o)
         od = next((o for o in job.offers if not o.spot), None)
         ck = recipe.train.checkpoints
-        return cls(make(recipe.recovery.policy), zones, spot_offers, od, recipe.train.steps, DEFAULT_RESTART_S[bool(emulated)],
-                   tick, ck.every_steps, ck.every_minutes)
+        return cls(
+            make(recipe.recovery.policy),
+            zones,
+            spot_offers,
+            od,
+            recipe.train.steps,
+            DEFAULT_RESTART_S[bool(emulated)],
+            tick,
+            ck.every_steps,
+            ck.every_minutes,
+        )
 
     def _progress(self, attempts) -> tuple[int, int, float | None, float | None, dict]:
         """(committed step, newest step, step seconds, slowest restart, progress of the newest attempt)."""
@@ -68,38 +77,78 @@ class LivePolicy:
                 restart = r if restart is None else max(restart, r)
         return committed, newest, step_s, restart, last
 
-    def view(self, job, attempts, attempt, now: float, spot_ok: bool) -> tuple[JobView, Placement, list[ZoneView]]:
+    def view(
+        self, job, attempts, attempt, now: float, spot_ok: bool
+    ) -> tuple[JobView, Placement, list[ZoneView]]:
         from .controller import stop_reserve
 
         committed, newest, step_s, restart, last = self._progress(attempts)
         if step_s is None:  # not measured yet: the plan's estimate for its best offer
             o = job.offers[0] if job.offers else None
-            hours = (o.on_demand_cost or 0.0) / o.on_demand_hourly if o and o.on_demand_hourly else (o and o.hours) or 1.0
+            hours = (
+                (o.on_demand_cost or 0.0) / o.on_demand_hourly
+                if o and o.on_demand_hourly
+                else (o and o.hours) or 1.0
+            )
             step_s = hours * 3600 / max(self.steps, 1)
         overhead = restart * RESTART_MARGIN + self.tick if restart is not None else self.default_restart_s
         running_step = last.get("step") if attempt is not None else None
         done = max(committed, running_step or 0) if attempt is not None else committed
-        intervals = [x for x in (self.every_steps and self.every_steps * step_s, self.every_minutes and self.every_minutes * 60) if x]
+        intervals = [
+            x
+            for x in (
+                self.every_steps and self.every_steps * step_s,
+                self.every_minutes and self.every_minutes * 60,
+            )
+            if x
+        ]
         ck = min(intervals) if intervals else None
-        since = max(0, (running_step or committed) - last.get("saved", committed)) * step_s if attempt is not None else 0.0
+        since = (
+            max(0, (running_step or committed) - last.get("saved", committed)) * step_s
+            if attempt is not None
+            else 0.0
+        )
         # the controller stops a job this long before its deadline to save a checkpoint
         reserve = stop_reserve(last, self.tick, step_s)
         left = job.deadline - now - reserve if job.deadline is not None else math.inf
-        jv = JobView(self.steps * step_s, max(self.steps - done, 0) * step_s, now - job.created, left, overhead, self.tick, ck, since)
+        jv = JobView(
+            self.steps * step_s,
+            max(self.steps - done, 0) * step_s,
+            now - job.created,
+            left,
+            overhead,
+            self.tick,
+            ck,
+            since,
+        )
         if attempt is None:
             at = Placement()
         else:
             kind = SPOT if attempt.spot else ON_DEMAND
-            zone = self.zones.index((attempt.cloud, attempt.region)) if attempt.spot and (attempt.cloud, attempt.region) in self.zones else 0
+            zone = (
+                self.zones.index((attempt.cloud, attempt.region))
+                if attempt.spot and (attempt.cloud, attempt.region) in self.zones
+                else 0
+            )
             started = running_step is not None
-            at = Placement(kind, zone, 0.0 if started else max(overhead - (now - attempt.start), self.tick), now - attempt.start)
+            at = Placement(
+                kind,
+                zone,
+                0.0 if started else max(overhead - (now - attempt.start), self.tick),
+                now - attempt.start,
+            )
         od_price = self.od_offer.hourly if self.od_offer else math.inf
-        zones = [ZoneView(f"{c}/{r}", spot_ok, o.hourly, od_price) for (c, r), o in zip(self.zones, self.spot_offers)]
+        zones = [
+            ZoneView(f"{c}/{r}", spot_ok, o.hourly, od_price)
+            for (c, r), o in zip(self.zones, self.spot_offers)
+        ]
         if not zones:
             zones = [ZoneView("on-demand only", False, math.inf, od_price)]
         return jv, at, zones
 
-    def next_offer(self, store, job, attempts, attempt, now: float, spot_ok: bool) -> tuple[Offer | None, str]:
+    def next_offer(
+        self, store, job, attempts, attempt, now: float, spot_ok: bool
+    ) -> tuple[Offer | None, str]:
         """The offer the policy wants now (None: wait) and why, in a line for the event log."""
         jv, at, zones = self.view(job, attempts, attempt, now, spot_ok)
         d = self.policy.decide(jv, at, zones)
@@ -109,6 +158,12 @@ class LivePolicy:
             return o, f"{self.policy.name}: spot in {o.cloud}/{o.region} ({slack})"
         if d.kind == ON_DEMAND:
             if self.od_offer is None:
-                return None, f"{self.policy.name}: wants on-demand but the plan has no on-demand offer ({slack})"
-            return self.od_offer, f"{self.policy.name}: on-demand in {self.od_offer.cloud}/{self.od_offer.region} ({slack})"
+                return (
+                    None,
+                    f"{self.policy.name}: wants on-demand but the plan has no on-demand offer ({slack})",
+                )
+            return (
+                self.od_offer,
+                f"{self.policy.name}: on-demand in {self.od_offer.cloud}/{self.od_offer.region} ({slack})",
+            )
         return None, f"{self.policy.name}: waiting for spot ({slack})"

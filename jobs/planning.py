@@ -26,7 +26,9 @@ def offers_for_job(candidates: list[Offer], per_kind: int = 10) -> list[Offer]:
     return sorted(spot + od, key=lambda c: (c.cost, c.hourly))
 
 
-def plan_offers(loaded, backend: str, prices: Path | None = None, live: bool = True, dry_run: bool = False) -> Planned:
+def plan_offers(
+    loaded, backend: str, prices: Path | None = None, live: bool = True, dry_run: bool = False
+) -> Planned:
     """Price the recipe and pick the job's offers. With ``dry_run`` the SkyPilot task is compiled
     but not checked with SkyPilot (nothing is launched, no secret is needed)."""
     from spotrain.pricing.live import load_catalog

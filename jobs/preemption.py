@@ -12,7 +12,6 @@ from pathlib import Path
 from spotrain.errors import SpotrainError
 
 
-
 @dataclass
 class Injector:
     """Decides when spot capacity is reclaimed (``due``) and whether spot capacity exists now."""
@@ -38,8 +37,15 @@ class Injector:
         gap = 60.0
         if opts.get("preempt_trace"):
             trace, gap = load_trace(Path(opts["preempt_trace"]))
-        return cls(start=start, every=opts.get("preempt_every"), seed=opts.get("seed", 0), trace=trace, gap_seconds=gap,
-                   speed=opts.get("trace_speed", 1.0), nodes=opts.get("nodes", 1))
+        return cls(
+            start=start,
+            every=opts.get("preempt_every"),
+            seed=opts.get("seed", 0),
+            trace=trace,
+            gap_seconds=gap,
+            speed=opts.get("trace_speed", 1.0),
+            nodes=opts.get("nodes", 1),
+        )
 
     def spot_available(self, now: float) -> bool:
         if self.trace is None:
@@ -66,7 +72,9 @@ def load_trace(path: Path) -> tuple[list[int], float]:
     except FileNotFoundError:
         raise SpotrainError(f"{path}: trace file not found") from None
     except (ValueError, KeyError, TypeError):
-        raise SpotrainError(f"{path}: not a spot trace ({{\"metadata\": {{\"gap_seconds\": N}}, \"data\": [...]}})") from None
+        raise SpotrainError(
+            f'{path}: not a spot trace ({{"metadata": {{"gap_seconds": N}}, "data": [...]}})'
+        ) from None
     if not data or gap <= 0:
         raise SpotrainError(f"{path}: empty trace or non-positive gap_seconds")
     return data, gap

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from spotrain.errors import SpotrainError
 
 from . import schedules
+
 log = logging.getLogger("spotrain.scheduler")
 
 LOCAL_OPTIONS = {"grace": 120.0, "seed": 0, "trace_speed": 3600.0}
@@ -58,7 +59,9 @@ def fire(schedule_id: int, now: float | None = None) -> dict:
     except Exception as e:  # noqa: BLE001 — a broken run must not stop the daemon; the message is kept
         out = {"outcome": "failed", "message": f"internal error: {type(e).__name__}: {e}"}
     if run_id is None:
-        schedules.record(store, schedule_id, now, out["outcome"], out.get("job"), out.get("cap"), out.get("message", ""))
+        schedules.record(
+            store, schedule_id, now, out["outcome"], out.get("job"), out.get("cap"), out.get("message", "")
+        )
     else:  # the reservation made for this run becomes its record (a failed launch frees its cap)
         schedules.settle(store, run_id, out["outcome"], out.get("job"), out.get("message", ""))
     if out["outcome"] == "launched":
@@ -84,8 +87,14 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
 
     planned = plan_offers(loaded, sc.backend, live=True)  # slow: before taking the lock
     offers, best, sky = planned.offers, planned.best, planned.sky
-    decided, run_id = schedules.reserve(store, sc.id, now, loaded.recipe.budget.max_cost, best.cost,
-                                        min_cap=viable_cap(loaded.recipe, best, sc.backend))
+    decided, run_id = schedules.reserve(
+        store,
+        sc.id,
+        now,
+        loaded.recipe.budget.max_cost,
+        best.cost,
+        min_cap=viable_cap(loaded.recipe, best, sc.backend),
+    )
     if run_id is None:
         return decided, None
     cap = decided["cap"]
@@ -95,11 +104,19 @@ def _fire(store, sc, now: float) -> tuple[dict, int | None]:
     try:
         job_id = service.create(store, loaded, sc.backend, offers, options, now, sky=sky)
     except Exception as e:
-        return {"outcome": "failed", "message": str(e) if isinstance(e, SpotrainError) else f"internal error: {e!r}"}, run_id
+        return {
+            "outcome": "failed",
+            "message": str(e) if isinstance(e, SpotrainError) else f"internal error: {e!r}",
+        }, run_id
     where = f"{best.cloud}/{best.region} {best.instance} {'spot' if best.spot else 'on-demand'}"
     limit = f"cap ${cap:.4g} ({decided['limit']})" if cap is not None else "no cap"
     store.event(job_id, "schedule", f"launched by schedule {sc.id} ({sc.name}); {limit}", now)
-    return {"outcome": "launched", "job": job_id, "cap": cap, "message": f"job {job_id} on {where}, {limit}"}, run_id
+    return {
+        "outcome": "launched",
+        "job": job_id,
+        "cap": cap,
+        "message": f"job {job_id} on {where}, {limit}",
+    }, run_id
 
 
 # ---------------------------------------------------------------------- triggers
@@ -154,9 +171,13 @@ def cron_trigger(expr: str, tz):
         raise ValueError(f"Wrong number of fields; got {len(fields)}, expected 5")
     minute, hour, day, month, dow = fields
     if day != "*" and dow != "*":
-        raise ValueError("restrict the day of month or the weekday, not both (cron would fire on either, "
-                         "APScheduler only on both) — use two schedules")
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(dow), timezone=tz)
+        raise ValueError(
+            "restrict the day of month or the weekday, not both (cron would fire on either, "
+            "APScheduler only on both) — use two schedules"
+        )
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(dow), timezone=tz
+    )
 
 
 def trigger_of(sc):
@@ -165,18 +186,24 @@ def trigger_of(sc):
     tz = schedules.zone(sc.timezone)
     if "cron" in sc.trigger:
         return cron_trigger(sc.trigger["cron"], tz)
-    return IntervalTrigger(seconds=float(sc.trigger["every"]), start_date=datetime.fromtimestamp(sc.created, tz), timezone=tz)
+    return IntervalTrigger(
+        seconds=float(sc.trigger["every"]), start_date=datetime.fromtimestamp(sc.created, tz), timezone=tz
+    )
 
 
 def parse_trigger(cron: str | None, every: str | None) -> dict:
     """``--cron`` / ``--every`` as stored, checked now (a bad one is refused at `schedule add`)."""
     if (cron is None) == (every is None):
-        raise SpotrainError("give exactly one of --cron 'MIN HOUR DAY MONTH WEEKDAY' or --every DURATION (e.g. 6h)")
+        raise SpotrainError(
+            "give exactly one of --cron 'MIN HOUR DAY MONTH WEEKDAY' or --every DURATION (e.g. 6h)"
+        )
     if cron is not None:
         try:
             cron_trigger(cron, "UTC")
         except ValueError as e:
-            raise SpotrainError(f"--cron {cron!r}: {e} — five fields: minute hour day-of-month month day-of-week") from None
+            raise SpotrainError(
+                f"--cron {cron!r}: {e} — five fields: minute hour day-of-month month day-of-week"
+            ) from None
         return {"cron": cron}
     from spotrain.units import parse_seconds
 
@@ -260,13 +287,16 @@ def run(poll: float = 30.0, misfire_grace: float = 3600.0) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         st = daemon_status(time.time(), math.inf) or {}
-        raise SpotrainError(f"a scheduler already runs for this job database (pid {st.get('pid', '?')}) — one is enough") from None
+        raise SpotrainError(
+            f"a scheduler already runs for this job database (pid {st.get('pid', '?')}) — one is enough"
+        ) from None
     store = service.open_store()
     sched = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(url=default_url()), "memory": MemoryJobStore()},
         executors={"default": ThreadPoolExecutor(4)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(misfire_grace)},
-        timezone="UTC")
+        timezone="UTC",
+    )
     stopping = threading.Event()
 
     def stop(signum, frame):  # noqa: ARG001
@@ -280,8 +310,12 @@ def run(poll: float = 30.0, misfire_grace: float = 3600.0) -> None:
         sync(sched, store)
         sched.add_job(sync, "interval", seconds=poll, args=[sched, store], id="sync", jobstore="memory")
         # every job's controller is watched here too, so a dead one is replaced without any CLI command
-        sched.add_job(watch_controllers, "interval", seconds=WATCH_S, args=[store], id="watch", jobstore="memory")
-        log.info("scheduler running (pid %s, %d schedule(s))", os.getpid(), len(sched.get_jobs(jobstore="default")))
+        sched.add_job(
+            watch_controllers, "interval", seconds=WATCH_S, args=[store], id="watch", jobstore="memory"
+        )
+        log.info(
+            "scheduler running (pid %s, %d schedule(s))", os.getpid(), len(sched.get_jobs(jobstore="default"))
+        )
         while not stopping.wait(1.0):
             pass
     finally:
@@ -297,7 +331,12 @@ def run(poll: float = 30.0, misfire_grace: float = 3600.0) -> None:
 def month_summary(store, sc, now: float) -> dict:
     """What a schedule's runs spent or committed this month and in total, against its budgets."""
     past = [r for _, r in schedules.past_runs(store, sc.id)]
-    return {"month": schedules.committed(past, schedules.month_start(now, sc.timezone)), "total": schedules.committed(past),
-            "spent_month": math.fsum(r.spend for r in past if r.created >= schedules.month_start(now, sc.timezone)),
-            "live": sum(r.live for r in past), "runs": len(past)}
-
+    return {
+        "month": schedules.committed(past, schedules.month_start(now, sc.timezone)),
+        "total": schedules.committed(past),
+        "spent_month": math.fsum(
+            r.spend for r in past if r.created >= schedules.month_start(now, sc.timezone)
+        ),
+        "live": sum(r.live for r in past),
+        "runs": len(past),
+    }

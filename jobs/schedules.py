@@ -40,7 +40,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SpotrainError(f"unknown time zone {name!r} — use an IANA name such as UTC or Europe/Berlin") from None
+        raise SpotrainError(
+            f"unknown time zone {name!r} — use an IANA name such as UTC or Europe/Berlin"
+        ) from None
 
 
 def month_start(now: float, tz: str) -> float:
@@ -69,8 +71,15 @@ class Cap:
     limit: str = ""  # which limit set the cap
 
 
-def run_cap(per_run: float | None, monthly: float | None, total: float | None, runs: list[PastRun], now: float, tz: str,
-            recipe_cap: float | None = None) -> Cap:
+def run_cap(
+    per_run: float | None,
+    monthly: float | None,
+    total: float | None,
+    runs: list[PastRun],
+    now: float,
+    tz: str,
+    recipe_cap: float | None = None,
+) -> Cap:
     """The cap of a run launched at ``now``: the tightest of the per-run cap, the recipe's own
     ``budget.max_cost``, and what the month's and the schedule's budgets have left."""
     limits: list[tuple[float, str]] = []
@@ -80,7 +89,9 @@ def run_cap(per_run: float | None, monthly: float | None, total: float | None, r
         limits.append((recipe_cap, "recipe budget.max_cost"))
     if monthly is not None:
         used = committed(runs, month_start(now, tz))
-        limits.append((monthly - used, f"monthly budget (${monthly:.4g}, ${used:.4g} spent or committed this month)"))
+        limits.append(
+            (monthly - used, f"monthly budget (${monthly:.4g}, ${used:.4g} spent or committed this month)")
+        )
     if total is not None:
         used = committed(runs)
         limits.append((total - used, f"total budget (${total:.4g}, ${used:.4g} spent or committed)"))
@@ -93,17 +104,44 @@ def run_cap(per_run: float | None, monthly: float | None, total: float | None, r
 
 
 # ---------------------------------------------------------------------- store operations
-def add(store: Store, *, name: str, recipe_path: str, overrides: list[str], backend: str, trigger: dict, timezone: str,
-        max_cost_per_run: float | None, monthly_budget: float | None, total_budget: float | None, allow_overlap: bool,
-        now: float) -> int:
+def add(
+    store: Store,
+    *,
+    name: str,
+    recipe_path: str,
+    overrides: list[str],
+    backend: str,
+    trigger: dict,
+    timezone: str,
+    max_cost_per_run: float | None,
+    monthly_budget: float | None,
+    total_budget: float | None,
+    allow_overlap: bool,
+    now: float,
+) -> int:
     zone(timezone)
-    for v, what in ((max_cost_per_run, "--max-cost"), (monthly_budget, "--monthly-budget"), (total_budget, "--total-budget")):
+    for v, what in (
+        (max_cost_per_run, "--max-cost"),
+        (monthly_budget, "--monthly-budget"),
+        (total_budget, "--total-budget"),
+    ):
         if v is not None and not (v > 0 and math.isfinite(v)):
             raise SpotrainError(f"{what} must be a positive amount of dollars, not {v}")
     with store.session() as s, s.begin():
-        sc = Schedule(name=name, recipe_path=recipe_path, overrides=list(overrides), backend=backend, trigger=trigger,
-                      timezone=timezone, max_cost_per_run=max_cost_per_run, monthly_budget=monthly_budget,
-                      total_budget=total_budget, allow_overlap=allow_overlap, enabled=True, created=now)
+        sc = Schedule(
+            name=name,
+            recipe_path=recipe_path,
+            overrides=list(overrides),
+            backend=backend,
+            trigger=trigger,
+            timezone=timezone,
+            max_cost_per_run=max_cost_per_run,
+            monthly_budget=monthly_budget,
+            total_budget=total_budget,
+            allow_overlap=allow_overlap,
+            enabled=True,
+            created=now,
+        )
         s.add(sc)
         s.flush()
         return sc.id
@@ -137,10 +175,19 @@ def remove(store: Store, schedule_id: int) -> None:
         s.delete(s.get(Schedule, schedule_id))
 
 
-def record(store: Store, schedule_id: int, now: float, outcome: str, job_id: int | None = None, cap: float | None = None,
-           message: str = "") -> int:
+def record(
+    store: Store,
+    schedule_id: int,
+    now: float,
+    outcome: str,
+    job_id: int | None = None,
+    cap: float | None = None,
+    message: str = "",
+) -> int:
     with store.session() as s, s.begin():
-        r = ScheduleRun(schedule_id=schedule_id, time=now, outcome=outcome, job_id=job_id, cap=cap, message=message)
+        r = ScheduleRun(
+            schedule_id=schedule_id, time=now, outcome=outcome, job_id=job_id, cap=cap, message=message
+        )
         s.add(r)
         s.flush()
         return r.id
@@ -148,24 +195,42 @@ def record(store: Store, schedule_id: int, now: float, outcome: str, job_id: int
 
 def runs(store: Store, schedule_id: int) -> list[ScheduleRun]:
     with store.session() as s:
-        return list(s.scalars(select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id).order_by(ScheduleRun.id)))
+        return list(
+            s.scalars(
+                select(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id).order_by(ScheduleRun.id)
+            )
+        )
 
 
 def past_runs(store: Store, schedule_id: int, session=None) -> list[tuple[Job | None, PastRun]]:
     """The runs a schedule launched, with what each spent (ledger sum) or may still spend; and
     runs being launched right now (reserved, no job yet: live at their whole cap)."""
+
     def query(s) -> list:
         out = []
-        rows = s.execute(select(ScheduleRun, Job).outerjoin(Job, Job.id == ScheduleRun.job_id)
-                         .where(ScheduleRun.schedule_id == schedule_id, ScheduleRun.outcome.in_(("launched", "launching")))
-                         .order_by(ScheduleRun.id)).all()
+        rows = s.execute(
+            select(ScheduleRun, Job)
+            .outerjoin(Job, Job.id == ScheduleRun.job_id)
+            .where(ScheduleRun.schedule_id == schedule_id, ScheduleRun.outcome.in_(("launched", "launching")))
+            .order_by(ScheduleRun.id)
+        ).all()
         for run, job in rows:
             if job is None:
                 out.append((None, PastRun(run.time, True, 0.0, run.cap)))
                 continue
             amounts = s.scalars(select(LedgerEntry.amount).where(LedgerEntry.job_id == job.id)).all()
             live = not JobStatus(job.status).is_terminal()
-            out.append((job, PastRun(job.created, live, math.fsum(amounts), run.cap if run.cap is not None else job.max_cost)))
+            out.append(
+                (
+                    job,
+                    PastRun(
+                        job.created,
+                        live,
+                        math.fsum(amounts),
+                        run.cap if run.cap is not None else job.max_cost,
+                    ),
+                )
+            )
         return out
 
     if session is not None:
@@ -174,8 +239,14 @@ def past_runs(store: Store, schedule_id: int, session=None) -> list[tuple[Job | 
         return query(s)
 
 
-def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None, estimate: float,
-            min_cap: float = 0.0) -> tuple[dict, int | None]:
+def reserve(
+    store: Store,
+    schedule_id: int,
+    now: float,
+    recipe_cap: float | None,
+    estimate: float,
+    min_cap: float = 0.0,
+) -> tuple[dict, int | None]:
     """Decide a run of the schedule at ``now`` and, if it may start, reserve its cap: a
     ``launching`` row that counts as a live run at its whole cap until ``settle``. One write
     transaction with the schedule's row locked (SQLite takes the database's write lock at BEGIN),
@@ -190,21 +261,44 @@ def reserve(store: Store, schedule_id: int, now: float, recipe_cap: float | None
         live = [(job, r) for job, r in past if r.live and (job is not None or now - r.created < LAUNCH_STALE)]
         if live and not sc.allow_overlap:
             job = live[-1][0]
-            what = f"run {job.id} is still {job.status}" if job is not None else "another fire is launching a run"
+            what = (
+                f"run {job.id} is still {job.status}"
+                if job is not None
+                else "another fire is launching a run"
+            )
             return {"outcome": "skipped", "message": f"{what} (overlap not allowed)"}, None
-        cap = run_cap(sc.max_cost_per_run, sc.monthly_budget, sc.total_budget, [r for _, r in past], now, sc.timezone,
-                      recipe_cap=recipe_cap)
+        cap = run_cap(
+            sc.max_cost_per_run,
+            sc.monthly_budget,
+            sc.total_budget,
+            [r for _, r in past],
+            now,
+            sc.timezone,
+            recipe_cap=recipe_cap,
+        )
         if cap.reason:
             return {"outcome": "skipped", "message": cap.reason}, None
         if cap.cap is not None and cap.cap < min_cap:
-            return {"outcome": "skipped",
-                    "message": f"the ${cap.cap:.4g} this run may spend ({cap.limit}) cannot make progress: start-up, one checkpoint "
-                               f"interval and a graceful stop need ${min_cap:.4g} — a cap of at least ${min_cap:.4g} would work"}, None
+            return {
+                "outcome": "skipped",
+                "message": f"the ${cap.cap:.4g} this run may spend ({cap.limit}) cannot make progress: "
+                f"start-up, one checkpoint interval and a graceful stop need ${min_cap:.4g} — a cap of "
+                f"at least ${min_cap:.4g} would work",
+            }, None
         if cap.cap is not None and estimate > cap.cap:
-            return {"outcome": "skipped", "message": f"the cheapest estimate ${estimate:.4g} exceeds the ${cap.cap:.4g} this "
-                                                     f"run may spend ({cap.limit})"}, None
-        run = ScheduleRun(schedule_id=schedule_id, time=now, outcome="launching", job_id=None, cap=cap.cap,
-                          message="reserved; launching")
+            return {
+                "outcome": "skipped",
+                "message": f"the cheapest estimate ${estimate:.4g} exceeds the ${cap.cap:.4g} this "
+                f"run may spend ({cap.limit})",
+            }, None
+        run = ScheduleRun(
+            schedule_id=schedule_id,
+            time=now,
+            outcome="launching",
+            job_id=None,
+            cap=cap.cap,
+            message="reserved; launching",
+        )
         s.add(run)
         s.flush()
         return {"outcome": "launching", "cap": cap.cap, "limit": cap.limit}, run.id

@@ -53,19 +53,37 @@ def write_sky_files(d: Path, loaded: LoadedRecipe, sky: dict) -> None:
     (d / "sky.json").write_text(json.dumps({"recipe_dir": str(loaded.base_dir), **sky}))
 
 
-def create(store: Store, loaded: LoadedRecipe, backend: str, offers: list[Offer], options: dict, now: float,
-           sky: dict | None = None) -> int:
+def create(
+    store: Store,
+    loaded: LoadedRecipe,
+    backend: str,
+    offers: list[Offer],
+    options: dict,
+    now: float,
+    sky: dict | None = None,
+) -> int:
     recipe = absolute_recipe(loaded)
-    job_id = store.create_job(name=recipe.name, backend=backend, recipe_yaml="", recipe_dir=str(loaded.base_dir), offers=offers,
-                              options=options, workdir="", max_cost=recipe.budget.max_cost,
-                              deadline=deadline_ts(recipe.budget.deadline, now), now=now)
+    job_id = store.create_job(
+        name=recipe.name,
+        backend=backend,
+        recipe_yaml="",
+        recipe_dir=str(loaded.base_dir),
+        offers=offers,
+        options=options,
+        workdir="",
+        max_cost=recipe.budget.max_cost,
+        deadline=deadline_ts(recipe.budget.deadline, now),
+        now=now,
+    )
     d = job_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
     data = public_dump(recipe)  # secret values live only in secrets.json (0600)
     if sky is not None:
         write_sky_files(d, loaded, sky)
     elif not recipe.storage.remote():
-        data["storage"]["checkpoints"] = str(d / "checkpoints")  # shared by every attempt (the local "bucket")
+        data["storage"]["checkpoints"] = str(
+            d / "checkpoints"
+        )  # shared by every attempt (the local "bucket")
     text = yaml.safe_dump(data, sort_keys=False)
     (d / "recipe.yaml").write_text(text)
     store.set_job_files(job_id, recipe_yaml=text, workdir=str(d))
@@ -77,8 +95,14 @@ def start_controller(job_id: int) -> int:
     d = job_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
     with open(d / "controller.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "spotrain", "_controller", str(job_id)], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, env=os.environ.copy())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spotrain", "_controller", str(job_id)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ.copy(),
+        )
     return proc.pid
 
 
@@ -100,6 +124,11 @@ def ensure_controllers(store: Store, now: float | None = None) -> list[int]:
     for job in store.jobs():
         if unwatched(job, now):  # (a job whose first controller is still starting is not)
             start_controller(job.id)
-            store.event(job.id, "restart", "controller not heartbeating; started a new one (it adopts the job if no other did)", now)
+            store.event(
+                job.id,
+                "restart",
+                "controller not heartbeating; started a new one (it adopts the job if no other did)",
+                now,
+            )
             adopted.append(job.id)
     return adopted

@@ -44,7 +44,15 @@ def _views(tl: Timeline) -> list[tuple[int, tuple[ZoneView, ...]]]:
         change[1:] = (up[:, 1:] != up[:, :-1]).any(axis=0) | (price[:, 1:] != price[:, :-1]).any(axis=0)
     out = []
     for t in np.flatnonzero(change):
-        out.append((int(t), tuple(ZoneView(n, bool(up[z, t]), float(price[z, t]), tl.od_price) for z, n in enumerate(tl.zones))))
+        out.append(
+            (
+                int(t),
+                tuple(
+                    ZoneView(n, bool(up[z, t]), float(price[z, t]), tl.od_price)
+                    for z, n in enumerate(tl.zones)
+                ),
+            )
+        )
     return out
 
 
@@ -90,8 +98,11 @@ def simulate(policy: Policy, tl: Timeline, deadline: int, policy_sees_deadline: 
             since = 0
             kind, zone, oh_left, running = WAIT, None, 0, 0
         left = (deadline - t) * step if policy_sees_deadline else float("inf")
-        d = policy.decide(JobView(W * step, (W - n) * step, t * step, left, k * step, step, ck_s, since * step),
-                          Placement(kind, zone, oh_left * step, running * step), zones)
+        d = policy.decide(
+            JobView(W * step, (W - n) * step, t * step, left, k * step, step, ck_s, since * step),
+            Placement(kind, zone, oh_left * step, running * step),
+            zones,
+        )
         dk, dz = d.kind, d.zone
         if dk == ON_DEMAND and dz is None:
             dz = 0
@@ -124,4 +135,16 @@ def simulate(policy: Policy, tl: Timeline, deadline: int, policy_sees_deadline: 
                     since = 0
         t += 1
     h = step / 3600
-    return RunResult(float(cost), t * h, t <= deadline, pre, sw, launches, spot_steps * h, od_steps * h, n * h, lost * h, restarting * h)
+    return RunResult(
+        float(cost),
+        t * h,
+        t <= deadline,
+        pre,
+        sw,
+        launches,
+        spot_steps * h,
+        od_steps * h,
+        n * h,
+        lost * h,
+        restarting * h,
+    )

@@ -23,16 +23,42 @@ class JobStatus(str, enum.Enum):
         return self in TERMINAL
 
 
-TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED_SETUP, JobStatus.FAILED, JobStatus.FAILED_NO_RESOURCE,
-                      JobStatus.CANCELLED, JobStatus.STOPPED_BUDGET, JobStatus.STOPPED_DEADLINE})
+TERMINAL = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED_SETUP,
+        JobStatus.FAILED,
+        JobStatus.FAILED_NO_RESOURCE,
+        JobStatus.CANCELLED,
+        JobStatus.STOPPED_BUDGET,
+        JobStatus.STOPPED_DEADLINE,
+    }
+)
 _STOPS = {JobStatus.CANCELLED, JobStatus.STOPPED_BUDGET, JobStatus.STOPPED_DEADLINE}
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.PROVISIONING, JobStatus.FAILED_NO_RESOURCE} | _STOPS),
-    JobStatus.PROVISIONING: frozenset({JobStatus.RUNNING, JobStatus.RECOVERING, JobStatus.FAILED_SETUP, JobStatus.FAILED,
-                                       JobStatus.FAILED_NO_RESOURCE, JobStatus.SUCCEEDED} | _STOPS),
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.PREEMPTED, JobStatus.RECOVERING, JobStatus.FAILED_SETUP,
-                                  JobStatus.FAILED} | _STOPS),
+    JobStatus.PROVISIONING: frozenset(
+        {
+            JobStatus.RUNNING,
+            JobStatus.RECOVERING,
+            JobStatus.FAILED_SETUP,
+            JobStatus.FAILED,
+            JobStatus.FAILED_NO_RESOURCE,
+            JobStatus.SUCCEEDED,
+        }
+        | _STOPS
+    ),
+    JobStatus.RUNNING: frozenset(
+        {
+            JobStatus.SUCCEEDED,
+            JobStatus.PREEMPTED,
+            JobStatus.RECOVERING,
+            JobStatus.FAILED_SETUP,
+            JobStatus.FAILED,
+        }
+        | _STOPS
+    ),
     JobStatus.PREEMPTED: frozenset({JobStatus.RECOVERING} | _STOPS),
     JobStatus.RECOVERING: frozenset({JobStatus.PROVISIONING, JobStatus.FAILED_NO_RESOURCE} | _STOPS),
     **{s: frozenset() for s in TERMINAL},
@@ -84,7 +110,9 @@ _CONTROLLER_STOPS = frozenset({Request.STOPPING_BUDGET, Request.STOPPING_DEADLIN
 # once the attempt it concerns ends. A stop is never turned into a preemption or a switch, and a
 # person's cancel outranks the controller's own moves.
 REQUEST_TRANSITIONS: dict[Request | None, frozenset[Request]] = {
-    None: frozenset({Request.CANCEL, Request.PREEMPT, Request.PREEMPTING, Request.SWITCHING} | _CONTROLLER_STOPS),
+    None: frozenset(
+        {Request.CANCEL, Request.PREEMPT, Request.PREEMPTING, Request.SWITCHING} | _CONTROLLER_STOPS
+    ),
     Request.CANCEL: frozenset({Request.STOPPING_CANCEL}),
     Request.PREEMPT: frozenset({Request.CANCEL, Request.PREEMPTING} | _CONTROLLER_STOPS),
     Request.PREEMPTING: frozenset({Request.CANCEL} | _CONTROLLER_STOPS),
@@ -105,8 +133,12 @@ def _doing(r: Request | None) -> str:
         return "with nothing requested"
     if r.stopping:
         return f"stopping for {r.reason}"
-    return {Request.CANCEL: "being cancelled", Request.PREEMPT: "asked to preempt", Request.PREEMPTING: "being preempted",
-            Request.SWITCHING: "being moved by its spot policy"}[r]
+    return {
+        Request.CANCEL: "being cancelled",
+        Request.PREEMPT: "asked to preempt",
+        Request.PREEMPTING: "being preempted",
+        Request.SWITCHING: "being moved by its spot policy",
+    }[r]
 
 
 class EndReason(str, enum.Enum):

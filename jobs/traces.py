@@ -49,7 +49,9 @@ def read_trace(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     except FileNotFoundError:
         raise SpotrainError(f"{path}: trace file not found") from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise SpotrainError(f"{path}: not a spot trace — expected {{\"metadata\": {{\"gap_seconds\": N}}, \"data\": [...]}}") from None
+        raise SpotrainError(
+            f'{path}: not a spot trace — expected {{"metadata": {{"gap_seconds": N}}, "data": [...]}}'
+        ) from None
     if data.size == 0 or not gap > 0:
         raise SpotrainError(f"{path}: empty trace or gap_seconds not positive")
     if (data < 0).any():
@@ -89,7 +91,9 @@ def load_scenarios(root: Path, multi_zone: bool = False) -> list[Scenario]:
             read = [read_trace(f) for f in group]
             gaps = {g for _, _, g in read}
             if len(gaps) > 1:
-                raise SpotrainError(f"{folder}: zones of one scenario must share gap_seconds (found {sorted(gaps)})")
+                raise SpotrainError(
+                    f"{folder}: zones of one scenario must share gap_seconds (found {sorted(gaps)})"
+                )
             n = max(len(d) for d, _, _ in read)
             # zones of different length are replayed cyclically to the longest
             avail = np.stack([np.resize(d, n) for d, _, _ in read])
@@ -132,7 +136,9 @@ class Timeline:
         return int(math.floor(hours * 3600 / self.step_s + 1e-9))
 
 
-def resample(scn: Scenario, start_tick: int, step_s: float, steps: int, nodes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def resample(
+    scn: Scenario, start_tick: int, step_s: float, steps: int, nodes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Availability and spot prices of ``scn`` at ``steps`` points ``step_s`` apart from
     ``start_tick`` (cyclic): for forecasts, whose steps need not divide the trace's tick."""
     ticks = (start_tick + (np.arange(steps) * step_s // scn.gap_s).astype(np.int64)) % scn.ticks
@@ -186,8 +192,13 @@ def spell_stats(up: np.ndarray, gap_s: float, open_end: bool = False):
     if open_end:
         current, current_s = bool(firsts[-1]), float(lengths[-1])
         lengths, firsts = lengths[:-1], firsts[:-1]
-    return SpellStats(tuple(float(x) for x in lengths[firsts]), tuple(float(x) for x in lengths[~firsts]), current, current_s,
-                      bool(firsts[0]) if firsts.size else True)
+    return SpellStats(
+        tuple(float(x) for x in lengths[firsts]),
+        tuple(float(x) for x in lengths[~firsts]),
+        current,
+        current_s,
+        bool(firsts[0]) if firsts.size else True,
+    )
 
 
 def history(scn: Scenario, start_tick: int, nodes: int = 1, hours: float = HISTORY_H, open_end: bool = True):
@@ -199,7 +210,10 @@ def history(scn: Scenario, start_tick: int, nodes: int = 1, hours: float = HISTO
 
     lo = max(0, start_tick - int(hours * 3600 / scn.gap_s))
     up = scn.avail[:, lo:start_tick] >= nodes
-    return MarketHistory(tuple(spell_stats(u, scn.gap_s, open_end) for u in up), spell_stats(up.any(axis=0), scn.gap_s, open_end))
+    return MarketHistory(
+        tuple(spell_stats(u, scn.gap_s, open_end) for u in up),
+        spell_stats(up.any(axis=0), scn.gap_s, open_end),
+    )
 
 
 def stats(scn: Scenario, nodes: int = 1) -> dict:
@@ -212,6 +226,10 @@ def stats(scn: Scenario, nodes: int = 1) -> dict:
         ups = [len(x) for x in spells if x[0]]
         downs = [len(x) for x in spells if not x[0]]
         h = scn.gap_s / 3600
-        out[name] = {"fraction_up": float(up.mean()), "mean_up_h": float(np.mean(ups) * h) if ups else 0.0,
-                     "mean_down_h": float(np.mean(downs) * h) if downs else 0.0, "hours": scn.hours}
+        out[name] = {
+            "fraction_up": float(up.mean()),
+            "mean_up_h": float(np.mean(ups) * h) if ups else 0.0,
+            "mean_down_h": float(np.mean(downs) * h) if downs else 0.0,
+            "hours": scn.hours,
+        }
     return out

@@ -36,8 +36,31 @@ SRC_MOUNT = "~/.spotrain/src"
 RUN_DIR = "~/.spotrain/runs"
 # clouds whose "instances" are carved out of a cluster by cpus/memory, not named instance types
 _CARVED = {"slurm", "kubernetes", "k8s"}
-_SKY_CLOUDS = {"aws", "gcp", "azure", "lambda", "runpod", "vast", "oci", "ibm", "scp", "fluidstack", "paperspace", "cudo", "do",
-               "nebius", "vsphere", "hyperbolic", "seeweb", "shadeform", "primeintellect", "slurm", "kubernetes", "k8s", "ssh"}
+_SKY_CLOUDS = {
+    "aws",
+    "gcp",
+    "azure",
+    "lambda",
+    "runpod",
+    "vast",
+    "oci",
+    "ibm",
+    "scp",
+    "fluidstack",
+    "paperspace",
+    "cudo",
+    "do",
+    "nebius",
+    "vsphere",
+    "hyperbolic",
+    "seeweb",
+    "shadeform",
+    "primeintellect",
+    "slurm",
+    "kubernetes",
+    "k8s",
+    "ssh",
+}
 
 
 class CompileError(SpotrainError):
@@ -46,7 +69,9 @@ class CompileError(SpotrainError):
 
 @dataclass(frozen=True)
 class Source:
-    """Where the node gets spotrain: a source checkout to sync (``path``), else ``pip install spotrain==version``."""
+    """Where the node gets spotrain: a source checkout to sync (``path``), else
+    ``pip install spotrain==version``."""
+
     version: str
     path: str | None = None
     digest: str = ""  # content hash of the checkout: a changed checkout gets a fresh node env
@@ -88,16 +113,20 @@ def resolve_values(values: Mapping[str, str | None], environ: Mapping[str, str],
             v = environ[k]
         out[k] = str(v)
     if missing:
-        raise CompileError(f"{what} {', '.join(missing)}: null in the recipe means 'copy from this shell', but it is not set here "
-                           f"— export it or give a value")
+        raise CompileError(
+            f"{what} {', '.join(missing)}: null in the recipe means 'copy from this shell', but it is not "
+            "set here — export it or give a value"
+        )
     return out
 
 
 def _resources(offer: Offer, recipe: Recipe, spot: bool | None = None) -> dict:
     cloud = offer.cloud.lower()
     if cloud not in _SKY_CLOUDS:
-        raise CompileError(f"offer {cloud}/{offer.region}/{offer.instance}: SkyPilot cannot launch on cloud {cloud!r} "
-                           f"— use the local backend for it, or restrict resources.clouds to SkyPilot clouds")
+        raise CompileError(
+            f"offer {cloud}/{offer.region}/{offer.instance}: SkyPilot cannot launch on cloud {cloud!r} "
+            f"— use the local backend for it, or restrict resources.clouds to SkyPilot clouds"
+        )
     infra = cloud
     if offer.region:
         infra += f"/{offer.region}"
@@ -128,30 +157,41 @@ def _venv(source: Source) -> str:
 def _setup(source: Source) -> str:
     cons = f" -c {SRC_MOUNT}/{source.constraints}" if source.path and source.constraints else ""
     target = SRC_MOUNT if source.path else f'"spotrain=={source.version}"'
-    return "\n".join([
-        "set -euo pipefail",
-        f'V="{_venv(source)}"',
-        'mkdir -p "$(dirname "$V")"',
-        'exec 9>"$V.lock" && flock 9  # attempts sharing the env install it once',
-        'if [ -f "$V/.spotrain-ready" ] && [ -z "${SPOTRAIN_REINSTALL:-}" ]; then echo "spotrain env $V is ready"; exit 0; fi',
-        "# uv when the node has it (SkyPilot installs it on every node): ~15x faster than pip for this",
-        "# stack; SPOTRAIN_NODE_INSTALLER=pip forces pip (uv reads UV_* settings, not pip.conf). Bytecode",
-        "# is compiled at install as pip does, or each attempt compiles torch & co. when it starts",
-        'UV=$(command -v uv || ls "$HOME/.local/bin/uv" 2>/dev/null || true)',
-        '[ "${SPOTRAIN_NODE_INSTALLER:-uv}" = pip ] && UV=""',
-        "# a Python >= 3.11 on the node; else a uv-managed one",
-        'PY=""',
-        'for p in python3.11 python3.12 python3.13; do PY=$(command -v $p || true); [ -n "$PY" ] && break; done',
-        'if [ -z "$PY" ]; then "${UV:-uv}" python install 3.11 && PY=$("${UV:-uv}" python find 3.11); fi',
-        'rm -rf "$V"',
-        'if [ -n "$UV" ]; then',
-        f'  "$UV" venv -q --python "$PY" "$V" && "$UV" pip install -q --compile-bytecode --python "$V/bin/python"{cons} {target}',
-        "else",
-        f'  "$PY" -m venv "$V" && "$V/bin/pip" install -q{cons} {target}',
-        "fi",
-        'touch "$V/.spotrain-ready"  # only a complete install is reused',
-        '"$V/bin/spotrain" --version',
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "set -euo pipefail",
+                f'V="{_venv(source)}"',
+                'mkdir -p "$(dirname "$V")"',
+                'exec 9>"$V.lock" && flock 9  # attempts sharing the env install it once',
+                'if [ -f "$V/.spotrain-ready" ] && [ -z "${SPOTRAIN_REINSTALL:-}" ]; then '
+                'echo "spotrain env $V is ready"; exit 0; fi',
+                "# uv when the node has it (SkyPilot installs it on every node): ~15x faster than pip for "
+                "this",
+                "# stack; SPOTRAIN_NODE_INSTALLER=pip forces pip (uv reads UV_* settings, not pip.conf). "
+                "Bytecode",
+                "# is compiled at install as pip does, or each attempt compiles torch & co. when it starts",
+                'UV=$(command -v uv || ls "$HOME/.local/bin/uv" 2>/dev/null || true)',
+                '[ "${SPOTRAIN_NODE_INSTALLER:-uv}" = pip ] && UV=""',
+                "# a Python >= 3.11 on the node; else a uv-managed one",
+                'PY=""',
+                "for p in python3.11 python3.12 python3.13; do "
+                'PY=$(command -v $p || true); [ -n "$PY" ] && break; done',
+                'if [ -z "$PY" ]; then '
+                '"${UV:-uv}" python install 3.11 && PY=$("${UV:-uv}" python find 3.11); fi',
+                'rm -rf "$V"',
+                'if [ -n "$UV" ]; then',
+                '  "$UV" venv -q --python "$PY" "$V" && '
+                f'"$UV" pip install -q --compile-bytecode --python "$V/bin/python"{cons} {target}',
+                "else",
+                f'  "$PY" -m venv "$V" && "$V/bin/pip" install -q{cons} {target}',
+                "fi",
+                'touch "$V/.spotrain-ready"  # only a complete install is reused',
+                '"$V/bin/spotrain" --version',
+            ]
+        )
+        + "\n"
+    )
 
 
 def _run(recipe_text: str, workdir: str, num_nodes: int, source: Source) -> str:
@@ -170,22 +210,35 @@ def _run(recipe_text: str, workdir: str, num_nodes: int, source: Source) -> str:
     if num_nodes > 1:
         lines += [
             'MASTER=$(echo "$SKYPILOT_NODE_IPS" | head -n1)',
-            'GPUS=${SKYPILOT_NUM_GPUS_PER_NODE:-0}; PER=$(( GPUS > 0 ? GPUS : 1 ))',
+            "GPUS=${SKYPILOT_NUM_GPUS_PER_NODE:-0}; PER=$(( GPUS > 0 ? GPUS : 1 ))",
             'python -m accelerate.commands.launch --multi_gpu --num_machines "$SKYPILOT_NUM_NODES" '
             '--machine_rank "$SKYPILOT_NODE_RANK" --main_process_ip "$MASTER" --main_process_port 29500 '
-            '--num_processes $(( SKYPILOT_NUM_NODES * PER )) --mixed_precision no --dynamo_backend no '
+            "--num_processes $(( SKYPILOT_NUM_NODES * PER )) --mixed_precision no --dynamo_backend no "
             '-m spotrain run .spotrain-recipe.yaml --workdir "$W"',
         ]
     else:
-        lines.append('spotrain run .spotrain-recipe.yaml --workdir "$W" --nproc "$(( ${SKYPILOT_NUM_GPUS_PER_NODE:-0} > 1 ? '
-                     'SKYPILOT_NUM_GPUS_PER_NODE : 1 ))"')
+        lines.append(
+            'spotrain run .spotrain-recipe.yaml --workdir "$W" '
+            '--nproc "$(( ${SKYPILOT_NUM_GPUS_PER_NODE:-0} > 1 ? SKYPILOT_NUM_GPUS_PER_NODE : 1 ))"'
+        )
     lines += ["rc=$?", f'echo "{EXIT_MARK}$rc"', "exit $rc"]
     return "\n".join(lines) + "\n"
 
 
-def compile_task(recipe: Recipe, recipe_text: str, offers: Iterable[Offer], *, recipe_dir: str, source: Source,
-                 task_name: str, run_id: str, env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
-                 mode: str = "spotrain", ordered: bool = False) -> Compiled:
+def compile_task(
+    recipe: Recipe,
+    recipe_text: str,
+    offers: Iterable[Offer],
+    *,
+    recipe_dir: str,
+    source: Source,
+    task_name: str,
+    run_id: str,
+    env: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    mode: str = "spotrain",
+    ordered: bool = False,
+) -> Compiled:
     """The SkyPilot task for ``recipe`` on ``offers`` (best first).
 
     ``mode="spotrain"``: one attempt on exactly ``offers[0]`` (spotrain's controller picks it).
@@ -200,9 +253,11 @@ def compile_task(recipe: Recipe, recipe_text: str, offers: Iterable[Offer], *, r
     if not recipe.storage.remote():
         carved_only = all(o.cloud.lower() == "slurm" for o in offers)
         if not (carved_only and ckpt and ckpt.startswith("/")):
-            warnings.append("storage.checkpoints is not a bucket: a replacement node cannot see the lost node's disk, so a "
-                            "preemption restarts training from step 0 — set storage.checkpoints to s3://… or gs://… "
-                            "(an absolute path works only on a Slurm cluster's shared filesystem)")
+            warnings.append(
+                "storage.checkpoints is not a bucket: a replacement node cannot see the lost node's disk, "
+                "so a preemption restarts training from step 0 — set storage.checkpoints to s3://… or "
+                "gs://… (an absolute path works only on a Slurm cluster's shared filesystem)"
+            )
     if mode == "spotrain":
         resources: dict = _resources(offers[0], recipe)
     else:
@@ -245,7 +300,8 @@ _Dumper.add_representer(str, _str)
 
 
 def node_recipe_text(loaded) -> str:
-    """The recipe as the node runs it: what the user set (overrides applied), paths relative to its folder, no env/secrets."""
+    """The recipe as the node runs it: what the user set (overrides applied), paths relative to its
+    folder, no env or secrets."""
     node = loaded.recipe.model_dump(mode="json", by_alias=True, exclude_unset=True)
     node.pop("env", None)
     node.pop("secrets", None)

@@ -11,7 +11,6 @@ import spotrain
 from spotrain.launcher.compiler import Source
 
 
-
 def package_folders(root: Path) -> list[str]:
     """The checkout's top-level package folders, as ``pyproject.toml`` declares them (the one list)."""
     conf = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
@@ -31,8 +30,11 @@ def digest(root: Path) -> str:
     h = hashlib.sha256()
     files = [root / "pyproject.toml", root / "constraints.txt"]
     for pkg in package_folders(root):
-        files += sorted(p for p in (root / pkg).rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".toml", ".txt")
-                        and "__pycache__" not in p.parts)
+        files += sorted(
+            p
+            for p in (root / pkg).rglob("*")
+            if p.is_file() and p.suffix in (".py", ".yaml", ".toml", ".txt") and "__pycache__" not in p.parts
+        )
     for f in files:
         if f.is_file():
             h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
@@ -43,5 +45,9 @@ def node_source() -> Source:
     root = checkout_root()
     if root is None:
         return Source(version=spotrain.__version__)
-    return Source(version=spotrain.__version__, path=str(root), digest=digest(root),
-                  constraints="constraints.txt" if (root / "constraints.txt").is_file() else None)
+    return Source(
+        version=spotrain.__version__,
+        path=str(root),
+        digest=digest(root),
+        constraints="constraints.txt" if (root / "constraints.txt").is_file() else None,
+    )

@@ -42,7 +42,9 @@ def catalog_dirs() -> list[Path]:
     if os.environ.get("SPOTRAIN_CATALOG_DIR"):
         dirs.append(Path(os.environ["SPOTRAIN_CATALOG_DIR"]).expanduser())
     dirs.append(spotrain_home() / "catalogs" / "v8")
-    dirs.append(Path(os.environ.get("SKY_RUNTIME_DIR", Path.home())).expanduser() / ".sky" / "catalogs" / "v8")
+    dirs.append(
+        Path(os.environ.get("SKY_RUNTIME_DIR", Path.home())).expanduser() / ".sky" / "catalogs" / "v8"
+    )
     return dirs
 
 
@@ -85,14 +87,21 @@ class Catalog:
         for s in self.sources:
             age = (now - s.as_of) / 86400
             if s.name.startswith(("skypilot", "snapshot")) and age > STALE_DAYS:
-                out.append(f"{s.name} prices are {age:.0f} days old ({s.path}) — run `spotrain catalog refresh` when online")
+                out.append(
+                    f"{s.name} prices are {age:.0f} days old ({s.path}) — run `spotrain catalog refresh` "
+                    "when online"
+                )
         return out
 
 
 def _inputs(cat_dir: Path | None, price_file: Path | None, live_file: Path | None) -> list[tuple[str, Path]]:
     out = []
     if cat_dir is not None:
-        out += [(f"skypilot:{c}", cat_dir / c / "vms.csv") for c in skypilot.CLOUDS if (cat_dir / c / "vms.csv").is_file()]
+        out += [
+            (f"skypilot:{c}", cat_dir / c / "vms.csv")
+            for c in skypilot.CLOUDS
+            if (cat_dir / c / "vms.csv").is_file()
+        ]
     if live_file is not None and live_file.is_file():
         out.append(("aws-live", live_file))
     if price_file is not None and price_file.is_file():
@@ -116,7 +125,11 @@ def load(price_file: Path | None = None, use_cache: bool = True) -> Catalog:
     """Load every source (from the on-disk cache when nothing changed)."""
     t0 = time.perf_counter()
     cat_dir = find_catalog_dir()
-    pf = price_file if price_file is not None else (default_price_file() if default_price_file().is_file() else None)
+    pf = (
+        price_file
+        if price_file is not None
+        else (default_price_file() if default_price_file().is_file() else None)
+    )
     if price_file is not None and not price_file.is_file():
         raise user.PriceFileError(f"{price_file}: price file not found — check the path")
     inputs = _inputs(cat_dir, pf, live_file())
@@ -133,14 +146,28 @@ def load(price_file: Path | None = None, use_cache: bool = True) -> Catalog:
     tables, sources = [], []
     if cat_dir is None:
         tables.append(OfferTable.from_rows(snapshot.rows()))
-        sources.append(SourceInfo(f"snapshot {snapshot.DATE}", "built-in", len(tables[-1]), snapshot.AS_OF,
-                                  notice="no SkyPilot catalog found — using the built-in price snapshot; run `spotrain catalog refresh` when online"))
+        sources.append(
+            SourceInfo(
+                f"snapshot {snapshot.DATE}",
+                "built-in",
+                len(tables[-1]),
+                snapshot.AS_OF,
+                notice=(
+                    "no SkyPilot catalog found — using the built-in price snapshot; run `spotrain catalog "
+                    "refresh` when online"
+                ),
+            )
+        )
     for name, path in inputs:
         if name.startswith("skypilot:"):
             cloud = name.split(":", 1)[1]
             res = skypilot.read_cloud(path, cloud, path.stat().st_mtime)
             tables.append(OfferTable.from_rows(res.rows))
-            sources.append(SourceInfo(name, str(path), len(res.rows), path.stat().st_mtime, res.warnings, res.skipped_unpriced))
+            sources.append(
+                SourceInfo(
+                    name, str(path), len(res.rows), path.stat().st_mtime, res.warnings, res.skipped_unpriced
+                )
+            )
     table = OfferTable.concat(tables)
     for name, path in inputs:
         if name == "aws-live":
@@ -164,10 +191,16 @@ def load(price_file: Path | None = None, use_cache: bool = True) -> Catalog:
 def _apply_user(table: OfferTable, mine: OfferTable) -> OfferTable:
     if not len(mine):
         return table
-    keys = {(mine.text("cloud", i), mine.text("region", i), mine.text("instance", i)) for i in range(len(mine))}
+    keys = {
+        (mine.text("cloud", i), mine.text("region", i), mine.text("instance", i)) for i in range(len(mine))
+    }
     clouds = {c for c, _, _ in keys}
     cand = np.flatnonzero(table.isin("cloud", clouds) & table.isin("instance", {i for _, _, i in keys}))
-    drop = [i for i in cand.tolist() if (table.text("cloud", i), table.text("region", i), table.text("instance", i)) in keys]
+    drop = [
+        i
+        for i in cand.tolist()
+        if (table.text("cloud", i), table.text("region", i), table.text("instance", i)) in keys
+    ]
     keep = np.ones(len(table), dtype=bool)
     keep[drop] = False
     return OfferTable.concat([table.take(keep), mine])

@@ -45,7 +45,9 @@ def tokenizer_vocab(recipe: Recipe, base_dir: Path) -> tuple[int, str]:
     p = p if p.is_absolute() else base_dir / p
     try:
         data = json.loads((p / "tokenizer.json").read_text())
-        return max(recipe.model.vocab_size or 0, len(data["model"]["vocab"]) + len(data.get("added_tokens", []))), ""
+        return max(
+            recipe.model.vocab_size or 0, len(data["model"]["vocab"]) + len(data.get("added_tokens", []))
+        ), ""
     except (OSError, KeyError, ValueError):
         return recipe.model.vocab_size or 50257, "tokenizer vocabulary unknown here; assumed 50257"
 
@@ -64,7 +66,17 @@ def workload(recipe: Recipe, base_dir: Path) -> Workload:
     per_step = t.batch_size * t.grad_accum * seq
     periodic = (t.steps // t.eval_every) * t.eval_batches if t.eval_every else 0
     final = (recipe.eval.max_batches or 200) * len(recipe.eval.splits)
-    return Workload(total, non_emb, vocab, hidden, layers, float(fpt), per_step, (periodic + final) * t.batch_size * seq, note)
+    return Workload(
+        total,
+        non_emb,
+        vocab,
+        hidden,
+        layers,
+        float(fpt),
+        per_step,
+        (periodic + final) * t.batch_size * seq,
+        note,
+    )
 
 
 def _from_checkpoint(src: str, base_dir: Path, vocab: int) -> tuple[int, int, int, int, str]:
@@ -77,10 +89,16 @@ def _from_checkpoint(src: str, base_dir: Path, vocab: int) -> tuple[int, int, in
     d = cfg.get("hidden_size") or cfg.get("n_embd")
     L = cfg.get("num_hidden_layers") or cfg.get("n_layer")
     family = {"gpt2": "gpt2", "llama": "llama", "bert": "bert"}.get(cfg.get("model_type"), "llama")
-    m = Model(family=family, layers=L, heads=cfg.get("num_attention_heads") or cfg.get("n_head"), hidden=d,
-              ffn=cfg.get("intermediate_size") or cfg.get("n_inner"), kv_heads=cfg.get("num_key_value_heads"),
-              context=cfg.get("max_position_embeddings") or cfg.get("n_positions") or 1024,
-              tie_embeddings=cfg.get("tie_word_embeddings", True))
+    m = Model(
+        family=family,
+        layers=L,
+        heads=cfg.get("num_attention_heads") or cfg.get("n_head"),
+        hidden=d,
+        ffn=cfg.get("intermediate_size") or cfg.get("n_inner"),
+        kv_heads=cfg.get("num_key_value_heads"),
+        context=cfg.get("max_position_embeddings") or cfg.get("n_positions") or 1024,
+        tie_embeddings=cfg.get("tie_word_embeddings", True),
+    )
     total, non_emb = param_counts(m, max(vocab, cfg.get("vocab_size", vocab)))
     return total, non_emb, d, L, ""
 

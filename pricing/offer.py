@@ -36,7 +36,11 @@ class Offer:
     choices: tuple[Offer, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        for k in ("count", "vcpus", "memory_gb"):  # unknown is 0, never NaN: NaN breaks equality and strict JSON
+        for k in (
+            "count",
+            "vcpus",
+            "memory_gb",
+        ):  # unknown is 0, never NaN: NaN breaks equality and strict JSON
             v = getattr(self, k)
             if v is None or math.isnan(v):
                 object.__setattr__(self, k, 0.0)
@@ -70,7 +74,9 @@ class Offer:
             return self
         if spot:
             raise ValueError("an on-demand offer does not know its spot price")
-        return replace(self, spot=False, hourly=self.on_demand_hourly, hours=None, cost=None, on_demand_cost=None)
+        return replace(
+            self, spot=False, hourly=self.on_demand_hourly, hours=None, cost=None, on_demand_cost=None
+        )
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "choices"}
@@ -90,4 +96,3 @@ class Offer:
         for k in ("count", "vcpus", "memory_gb"):
             v[k] = float(v.get(k) or 0.0)
         return cls(**v)
-

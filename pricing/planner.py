@@ -48,7 +48,10 @@ def resolve_accelerators(specs: list[str], known: set[str]) -> list[tuple[str, i
         canon = accel.canonical(name, known)
         if canon is None:
             hint = accel.suggest(name, known)
-            raise PlanError(f"unknown accelerator {name!r}" + (f" — did you mean {' or '.join(hint)}?" if hint else " — see `spotrain gpus` for names"))
+            raise PlanError(
+                f"unknown accelerator {name!r}"
+                + (f" — did you mean {' or '.join(hint)}?" if hint else " — see `spotrain gpus` for names")
+            )
         out.append((canon, count))
     return out
 
@@ -60,7 +63,9 @@ def size_problems(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."))
     w = estimate.workload(recipe, base_dir)
     need = estimate.memory_need_gb(w, recipe)
     if recipe.resources.accelerators:
-        mems = [(accel.spec(a).memory_gb, a) for a in table.labels["accelerator"].tolist() if a and accel.spec(a)]
+        mems = [
+            (accel.spec(a).memory_gb, a) for a in table.labels["accelerator"].tolist() if a and accel.spec(a)
+        ]
         unit = "per accelerator"
     else:
         need = need - estimate.CUDA_OVERHEAD_GB + estimate.CPU_RUNTIME_GB
@@ -72,8 +77,14 @@ def size_problems(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."))
     most, where = max(mems)
     if need <= most:
         return []
-    return [(("model",), f"training needs ~{need:,.0f} GB {unit} ({w.params:,} parameters) but the largest any offer has is "
-             f"{most:,.0f} GB ({where}) — make the model smaller (model.hidden, model.layers) or lower train.batch_size / data.seq_len")]
+    return [
+        (
+            ("model",),
+            f"training needs ~{need:,.0f} GB {unit} ({w.params:,} parameters) but the largest any offer has "
+            f"is {most:,.0f} GB ({where}) — make the model smaller (model.hidden, model.layers) or lower "
+            "train.batch_size / data.seq_len",
+        )
+    ]
 
 
 def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Options = Options()) -> Plan:
@@ -99,7 +110,10 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
         for name, count in wanted:
             m |= table.isin("accelerator", {name}) & (cnt == count)
         step("accelerators " + ", ".join(f"{a}:{c}" for a, c in wanted), m)
-        step("runtime needs CUDA GPUs (no TPU support yet)", ~table.match("accelerator", lambda a: a.lower().startswith("tpu-")))
+        step(
+            "runtime needs CUDA GPUs (no TPU support yet)",
+            ~table.match("accelerator", lambda a: a.lower().startswith("tpu-")),
+        )
     else:
         step("CPU only (resources.accelerators is empty)", table.isin("accelerator", {""}))
     step("clouds", table.glob("cloud", res.clouds, res.exclude_clouds))
@@ -110,8 +124,13 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
         step(f"memory >= {res.memory_gb:g} GiB", ~(table["memory_gb"] < res.memory_gb))
     if wanted:
         dev_mem = table.labels["accelerator"]
-        per_label = np.array([(accel.spec(a).memory_gb if accel.spec(a) else np.inf) for a in dev_mem.tolist()])
-        step(f"memory fit (needs ~{need:.1f} GB per accelerator)", per_label[table.codes["accelerator"]] >= need)
+        per_label = np.array(
+            [(accel.spec(a).memory_gb if accel.spec(a) else np.inf) for a in dev_mem.tolist()]
+        )
+        step(
+            f"memory fit (needs ~{need:.1f} GB per accelerator)",
+            per_label[table.codes["accelerator"]] >= need,
+        )
     else:
         need = need - estimate.CUDA_OVERHEAD_GB + estimate.CPU_RUNTIME_GB
         step(f"memory fit (needs ~{need:.1f} GB RAM)", ~(table["memory_gb"] < need))
@@ -152,7 +171,9 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
     return Plan(ranked, funnel, w, need, len(table), notes)
 
 
-def _candidate(t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Workload, nodes: int, opts: Options) -> Offer | None:
+def _candidate(
+    t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Workload, nodes: int, opts: Options
+) -> Offer | None:
     name, count = t.text("accelerator", i), float(t["count"][i])
     vcpus = float(t["vcpus"][i])
     world = max(1, int(count)) * nodes
@@ -169,12 +190,29 @@ def _candidate(t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Wo
     od_cost = od_hourly * hours
     if spot:
         hourly = float(t["spot_price"][i]) * nodes
-        wall = estimate.spot_hours(hours, estimate.checkpoint_interval_hours(recipe, hours), nodes, opts.hazard)
+        wall = estimate.spot_hours(
+            hours, estimate.checkpoint_interval_hours(recipe, hours), nodes, opts.hazard
+        )
     else:
         hourly, wall = od_hourly, hours
-    return Offer(t.text("cloud", i), t.text("region", i), t.text("zone", i), t.text("instance", i), name, count,
-                 vcpus, float(t["memory_gb"][i]), spot, hourly, od_hourly, t.text("source", i), float(t["as_of"][i]),
-                 hours=wall, cost=hourly * wall, on_demand_cost=od_cost)
+    return Offer(
+        t.text("cloud", i),
+        t.text("region", i),
+        t.text("zone", i),
+        t.text("instance", i),
+        name,
+        count,
+        vcpus,
+        float(t["memory_gb"][i]),
+        spot,
+        hourly,
+        od_hourly,
+        t.text("source", i),
+        float(t["as_of"][i]),
+        hours=wall,
+        cost=hourly * wall,
+        on_demand_cost=od_cost,
+    )
 
 
 _RELAX = {
@@ -185,7 +223,8 @@ _RELAX = {
     "regions": "widen resources.regions / exclude_regions",
     "cpus": "lower resources.cpus",
     "memory >=": "lower resources.memory_gb",
-    "memory fit": "use a larger-memory accelerator or machine, or lower train.batch_size / data.seq_len / the model size",
+    "memory fit": "use a larger-memory accelerator or machine, or lower train.batch_size / data.seq_len "
+    "/ the model size",
     "purchase option": "set resources.spot to auto or false",
     "resources.max_hourly_price": "raise resources.max_hourly_price",
     "budget.max_hourly_price": "raise budget.max_hourly_price",

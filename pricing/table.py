@@ -20,11 +20,26 @@ from .offer import Offer
 
 TEXT = ("cloud", "region", "zone", "instance", "accelerator", "source")
 NUMERIC = {"count": "f4", "vcpus": "f4", "memory_gb": "f4", "price": "f8", "spot_price": "f8", "as_of": "f8"}
-ORDER = ("cloud", "region", "zone", "instance", "accelerator", "count", "vcpus", "memory_gb", "price", "spot_price", "source", "as_of")
+ORDER = (
+    "cloud",
+    "region",
+    "zone",
+    "instance",
+    "accelerator",
+    "count",
+    "vcpus",
+    "memory_gb",
+    "price",
+    "spot_price",
+    "source",
+    "as_of",
+)
 
 
 class OfferTable:
-    def __init__(self, codes: dict[str, np.ndarray], labels: dict[str, np.ndarray], nums: dict[str, np.ndarray]):
+    def __init__(
+        self, codes: dict[str, np.ndarray], labels: dict[str, np.ndarray], nums: dict[str, np.ndarray]
+    ):
         self.codes, self.labels, self.nums = codes, labels, nums
         self._decoded: dict[str, np.ndarray] = {}
 
@@ -54,9 +69,13 @@ class OfferTable:
     def glob(self, key: str, allow: list[str], deny: list[str]) -> np.ndarray:
         if not allow and not deny:
             return np.ones(len(self), dtype=bool)
+
         def ok(v: str) -> bool:
             v = v.lower()
-            return (not allow or any(fnmatch.fnmatch(v, p.lower()) for p in allow)) and not any(fnmatch.fnmatch(v, p.lower()) for p in deny)
+            return (not allow or any(fnmatch.fnmatch(v, p.lower()) for p in allow)) and not any(
+                fnmatch.fnmatch(v, p.lower()) for p in deny
+            )
+
         return self.match(key, ok)
 
     def distinct(self, key: str, mask: np.ndarray | None = None) -> list[str]:
@@ -78,14 +97,27 @@ class OfferTable:
     def concat(cls, tables: list["OfferTable"]) -> "OfferTable":
         codes, labels = {}, {}
         for k in TEXT:
-            lab = np.unique(np.concatenate([t.labels[k] for t in tables])) if tables else np.empty(0, dtype=str)
+            lab = (
+                np.unique(np.concatenate([t.labels[k] for t in tables])) if tables else np.empty(0, dtype=str)
+            )
             labels[k] = lab
-            codes[k] = np.concatenate([np.searchsorted(lab, t.labels[k]).astype(np.int32)[t.codes[k]] for t in tables]) if tables else np.empty(0, np.int32)
-        nums = {k: np.concatenate([t.nums[k] for t in tables]) if tables else np.empty(0, t_) for k, t_ in NUMERIC.items()}
+            codes[k] = (
+                np.concatenate(
+                    [np.searchsorted(lab, t.labels[k]).astype(np.int32)[t.codes[k]] for t in tables]
+                )
+                if tables
+                else np.empty(0, np.int32)
+            )
+        nums = {
+            k: np.concatenate([t.nums[k] for t in tables]) if tables else np.empty(0, t_)
+            for k, t_ in NUMERIC.items()
+        }
         return cls(codes, labels, nums)
 
     def take(self, idx) -> "OfferTable":
-        return OfferTable({k: v[idx] for k, v in self.codes.items()}, self.labels, {k: v[idx] for k, v in self.nums.items()})
+        return OfferTable(
+            {k: v[idx] for k, v in self.codes.items()}, self.labels, {k: v[idx] for k, v in self.nums.items()}
+        )
 
     def with_numbers(self, **cols: np.ndarray) -> "OfferTable":
         return OfferTable(self.codes, self.labels, {**self.nums, **cols})
@@ -98,19 +130,37 @@ class OfferTable:
         """Row ``i`` as the offers it makes for one node: on demand, then spot where it has a spot price."""
         text = {k: self.text(k, i) for k in ("cloud", "region", "zone", "instance", "accelerator", "source")}
         n = {k: float(self.nums[k][i]) for k in NUMERIC}
-        od = Offer(**text, count=n["count"], vcpus=n["vcpus"], memory_gb=n["memory_gb"], spot=False, hourly=n["price"],
-                   on_demand_hourly=n["price"], as_of=n["as_of"])
+        od = Offer(
+            **text,
+            count=n["count"],
+            vcpus=n["vcpus"],
+            memory_gb=n["memory_gb"],
+            spot=False,
+            hourly=n["price"],
+            on_demand_hourly=n["price"],
+            as_of=n["as_of"],
+        )
         return [od] if np.isnan(n["spot_price"]) else [od, replace(od, spot=True, hourly=n["spot_price"])]
 
     def save(self, path: Path) -> None:
         import os
 
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # per process: concurrent rebuilds never share it
-        arrays = {f"c_{k}": v for k, v in self.codes.items()} | {f"l_{k}": v for k, v in self.labels.items()} | {f"n_{k}": v for k, v in self.nums.items()}
+        tmp = path.with_name(
+            f".{path.stem}.{os.getpid()}.tmp.npz"
+        )  # per process: concurrent rebuilds never share it
+        arrays = (
+            {f"c_{k}": v for k, v in self.codes.items()}
+            | {f"l_{k}": v for k, v in self.labels.items()}
+            | {f"n_{k}": v for k, v in self.nums.items()}
+        )
         np.savez(tmp, **arrays)
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "OfferTable":
         with np.load(path, allow_pickle=False) as z:
-            return cls({k: z[f"c_{k}"] for k in TEXT}, {k: z[f"l_{k}"] for k in TEXT}, {k: z[f"n_{k}"] for k in NUMERIC})
+            return cls(
+                {k: z[f"c_{k}"] for k in TEXT},
+                {k: z[f"l_{k}"] for k in TEXT},
+                {k: z[f"n_{k}"] for k in NUMERIC},
+            )

@@ -9,7 +9,17 @@ from pydantic_core import PydanticUndefined
 
 from .schema import Recipe
 from .schema.budget import Budget
-from .schema.data import AugmentStep, BPETokenizer, Clean, Data, FilesSource, NearDedup, PretrainedTokenizer, Split, StdlibSource
+from .schema.data import (
+    AugmentStep,
+    BPETokenizer,
+    Clean,
+    Data,
+    FilesSource,
+    NearDedup,
+    PretrainedTokenizer,
+    Split,
+    StdlibSource,
+)
 from .schema.evaluate import Eval, Prompt
 from .schema.model import Model
 from .schema.recovery import Recovery
@@ -18,11 +28,25 @@ from .schema.storage import Storage
 from .schema.train import Checkpoints, Train
 
 SECTIONS: list[tuple[type[BaseModel], str]] = [
-    (Recipe, ""), (Data, "data."), (FilesSource, "data.sources[] type files: "), (StdlibSource, "data.sources[] type stdlib: "),
-    (Clean, "data.clean."), (NearDedup, "data.clean.near_dedup."), (AugmentStep, "data.augment[]."), (Split, "data.split."),
-    (BPETokenizer, "data.tokenizer type bpe: "), (PretrainedTokenizer, "data.tokenizer type pretrained: "), (Model, "model."),
-    (Train, "train."), (Checkpoints, "train.checkpoints."), (Eval, "eval."), (Prompt, "eval.prompts[]."),
-    (Resources, "resources."), (Budget, "budget."), (Storage, "storage."), (Recovery, "recovery."),
+    (Recipe, ""),
+    (Data, "data."),
+    (FilesSource, "data.sources[] type files: "),
+    (StdlibSource, "data.sources[] type stdlib: "),
+    (Clean, "data.clean."),
+    (NearDedup, "data.clean.near_dedup."),
+    (AugmentStep, "data.augment[]."),
+    (Split, "data.split."),
+    (BPETokenizer, "data.tokenizer type bpe: "),
+    (PretrainedTokenizer, "data.tokenizer type pretrained: "),
+    (Model, "model."),
+    (Train, "train."),
+    (Checkpoints, "train.checkpoints."),
+    (Eval, "eval."),
+    (Prompt, "eval.prompts[]."),
+    (Resources, "resources."),
+    (Budget, "budget."),
+    (Storage, "storage."),
+    (Recovery, "recovery."),
 ]
 
 

@@ -47,7 +47,12 @@ def parse_override(text: str) -> tuple[tuple, str]:
         raise RecipeError([f"override {text!r}: write it as dotted.key=value (e.g. train.steps=200)"])
     path = tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split("."))
     if any(isinstance(p, int) and p < 0 for p in path):
-        raise RecipeError([f"override {text!r}: list indexes count from 0 (negative ones are not accepted) — e.g. data.sources.0.paths=..."])
+        raise RecipeError(
+            [
+                f"override {text!r}: list indexes count from 0 (negative ones are not accepted) — e.g. "
+                "data.sources.0.paths=..."
+            ]
+        )
     return path, value
 
 
@@ -63,7 +68,9 @@ def typed_value(raw: str, path: tuple, data: object):
     if tp is None:
         return parsed
     accepted = schema_walk.accepted_python_types(tp)
-    if type(parsed) in accepted or (isinstance(parsed, bool) is False and isinstance(parsed, int) and float in accepted):
+    if type(parsed) in accepted or (
+        isinstance(parsed, bool) is False and isinstance(parsed, int) and float in accepted
+    ):
         return parsed
     if str in accepted:
         return raw
@@ -85,7 +92,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict[tuple, str]:
             elif isinstance(node, list) and isinstance(el, int) and 0 <= el < len(node):
                 node = node[el]
             else:
-                raise RecipeError([f"override {text!r}: {format_path(path[: i + 1])} does not exist in the recipe"])
+                raise RecipeError(
+                    [f"override {text!r}: {format_path(path[: i + 1])} does not exist in the recipe"]
+                )
         last = path[-1]
         value = typed_value(raw, path, data)
         if isinstance(node, dict):
@@ -138,7 +147,11 @@ def _hint(err: dict, data_path: tuple, data: object) -> str:
     if kind == "extra_forbidden":
         key = data_path[-1] if data_path else err["loc"][-1]
         parent = schema_walk.type_at(Recipe, err["loc"][:-1], data)
-        names = schema_walk.field_names(parent) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        names = (
+            schema_walk.field_names(parent)
+            if isinstance(parent, type) and issubclass(parent, BaseModel)
+            else []
+        )
         close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
         if close:
             return f"unknown key '{key}' — did you mean '{close[0]}'?"
@@ -146,15 +159,21 @@ def _hint(err: dict, data_path: tuple, data: object) -> str:
     if kind == "missing":
         return "required field is missing — add it"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     elif msg.startswith("Assertion failed, "):
-        msg = msg[len("Assertion failed, "):]
-    if kind not in ("value_error", "assertion_error") and "input" in err and not isinstance(err["input"], (dict, list)):
+        msg = msg[len("Assertion failed, ") :]
+    if (
+        kind not in ("value_error", "assertion_error")
+        and "input" in err
+        and not isinstance(err["input"], (dict, list))
+    ):
         msg += f" (got {err['input']!r})"
     return msg
 
 
-def _where(file: str, data_path: tuple, pos: yamlpos.Positions, overrides: dict[tuple, str], key: bool) -> str:
+def _where(
+    file: str, data_path: tuple, pos: yamlpos.Positions, overrides: dict[tuple, str], key: bool
+) -> str:
     for n in range(len(data_path), -1, -1):
         prefix = data_path[:n]
         if prefix in overrides:
@@ -169,19 +188,28 @@ def _where(file: str, data_path: tuple, pos: yamlpos.Positions, overrides: dict[
     return file
 
 
-def validate_data(data: object, file: str, pos: yamlpos.Positions, overrides: dict[tuple, str]) -> tuple[Recipe | None, list[str]]:
+def validate_data(
+    data: object, file: str, pos: yamlpos.Positions, overrides: dict[tuple, str]
+) -> tuple[Recipe | None, list[str]]:
     """Validate a parsed document; returns the recipe or every problem as a line."""
-    problems = [f"{file}:{line}:{col}: {format_path(path)}: duplicate key — keep one" for path, (line, col) in pos.duplicates]
+    problems = [
+        f"{file}:{line}:{col}: {format_path(path)}: duplicate key — keep one"
+        for path, (line, col) in pos.duplicates
+    ]
     if not isinstance(data, dict):
         what = "empty" if data is None else f"a {type(data).__name__}"
-        return None, problems + [f"{file}:1:1: a recipe is a YAML mapping (name:, data:, model:, ...), this file is {what}"]
+        return None, problems + [
+            f"{file}:1:1: a recipe is a YAML mapping (name:, data:, model:, ...), this file is {what}"
+        ]
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             dpath = _data_path(err["loc"], data)
             where = _where(file, dpath, pos, overrides, key=err["type"] == "extra_forbidden")
-            problems.append(f"{where}: {format_path(_display_path(err['loc'], data))}: {_hint(err, dpath, data)}")
+            problems.append(
+                f"{where}: {format_path(_display_path(err['loc'], data))}: {_hint(err, dpath, data)}"
+            )
         return None, problems
     for path, message in consistency_problems(recipe):
         problems.append(f"{_where(file, path, pos, overrides, key=False)}: {format_path(path)}: {message}")
@@ -196,7 +224,9 @@ def read_document(path: Path) -> tuple[object, yamlpos.Positions]:
     except IsADirectoryError:
         raise RecipeError([f"{path}: is a folder — give a recipe .yaml file"]) from None
     except UnicodeDecodeError as exc:
-        raise RecipeError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}) — save it as UTF-8"]) from None
+        raise RecipeError(
+            [f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}) — save it as UTF-8"]
+        ) from None
     try:
         return yamlpos.load(text)
     except yamlpos.TooComplex as exc:

@@ -89,7 +89,11 @@ def type_at(root: type[BaseModel], loc: tuple, data: object = None) -> Any:
             data = data.get(el) if isinstance(data, dict) else None
         elif origin in (list, tuple) and isinstance(el, int):
             args = get_args(tp)
-            tp = args[0] if origin is list or len(args) == 2 and args[1] is Ellipsis else (args[el] if el < len(args) else None)
+            tp = (
+                args[0]
+                if origin is list or len(args) == 2 and args[1] is Ellipsis
+                else (args[el] if el < len(args) else None)
+            )
             data = data[el] if isinstance(data, list) and -len(data) <= el < len(data) else None
         elif origin is dict:
             tp = get_args(tp)[1] if get_args(tp) else Any

@@ -40,12 +40,17 @@ class TooComplex(yaml.YAMLError):
         self.message, self.mark = message, mark
 
 
-def load(text: str, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> tuple[object, Positions]:
+def load(
+    text: str, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH
+) -> tuple[object, Positions]:
     """Parse one YAML document (safe loader). Raises ``yaml.YAMLError`` on bad syntax and
     :class:`TooComplex` past the bounds — before anything is expanded."""
     size = len(text.encode("utf-8", errors="replace"))
     if size > max_bytes:
-        raise TooComplex(f"the file is {size / 1024:.0f} KiB; at most {max_bytes // 1024} KiB is read — keep large data in files the recipe points to")
+        raise TooComplex(
+            f"the file is {size / 1024:.0f} KiB; at most {max_bytes // 1024} KiB is read — keep large data "
+            "in files the recipe points to"
+        )
     _check_events(text, max_nodes, max_depth)
     loader = _Loader(text)
     try:
@@ -69,14 +74,21 @@ def _check_events(text: str, max_nodes: int, max_depth: int) -> None:
     try:
         while loader.check_event():
             ev = loader.get_event()
-            if isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if isinstance(
+                ev, (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+            ):
                 nodes += 1
                 if nodes > max_nodes:
-                    raise TooComplex(f"more than {max_nodes:,} YAML nodes — a recipe is small; keep large data in files", _evmark(ev))
+                    raise TooComplex(
+                        f"more than {max_nodes:,} YAML nodes — a recipe is small; keep large data in files",
+                        _evmark(ev),
+                    )
             if isinstance(ev, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > max_depth:
-                    raise TooComplex(f"nested more than {max_depth} levels deep — flatten the YAML", _evmark(ev))
+                    raise TooComplex(
+                        f"nested more than {max_depth} levels deep — flatten the YAML", _evmark(ev)
+                    )
             elif isinstance(ev, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
     finally:
@@ -104,22 +116,34 @@ def _check_expansion(root: yaml.Node, max_nodes: int, max_depth: int) -> None:
             size[k] = 1 + sum(size[id(c)] for c in kids)
             height[k] = 1 + max((height[id(c)] for c in kids), default=0)
             if size[k] > max_nodes:
-                raise TooComplex(f"aliases expand the document past {max_nodes:,} nodes — repeat less through anchors (&) and aliases (*)",
-                                 _mark(node))
+                raise TooComplex(
+                    f"aliases expand the document past {max_nodes:,} nodes — repeat less through anchors (&) "
+                    "and aliases (*)",
+                    _mark(node),
+                )
             if height[k] > max_depth:
-                raise TooComplex(f"aliases nest the document more than {max_depth} levels deep — flatten the YAML", _mark(node))
+                raise TooComplex(
+                    f"aliases nest the document more than {max_depth} levels deep — flatten the YAML",
+                    _mark(node),
+                )
             continue
         if k in size:
             continue
         if k in on_path:
-            raise TooComplex("an alias refers to the node that contains it (a cycle) — an anchor (&) cannot be used inside itself",
-                             _mark(node))
+            raise TooComplex(
+                "an alias refers to the node that contains it (a cycle) — an anchor (&) cannot be used "
+                "inside itself",
+                _mark(node),
+            )
         on_path.add(k)
         stack.append((node, True))
         for c in kids:
             if id(c) in on_path:
-                raise TooComplex("an alias refers to the node that contains it (a cycle) — an anchor (&) cannot be used inside itself",
-                                 _mark(c))
+                raise TooComplex(
+                    "an alias refers to the node that contains it (a cycle) — an anchor (&) cannot be used "
+                    "inside itself",
+                    _mark(c),
+                )
             if id(c) not in size:
                 stack.append((c, False))
 

@@ -19,7 +19,11 @@ class RecipeError(SpotrainError):
 
     def __init__(self, lines: list[str]):
         self.lines = list(lines)
-        super().__init__("; ".join(self.lines) if len(self.lines) <= 1 else f"{len(self.lines)} problems:\n" + "\n".join(self.lines))
+        super().__init__(
+            "; ".join(self.lines)
+            if len(self.lines) <= 1
+            else f"{len(self.lines)} problems:\n" + "\n".join(self.lines)
+        )
 
 
 class DataError(SpotrainError):

@@ -28,5 +28,6 @@ def data_cache() -> Path:
 
 
 def heartbeat_stale_s() -> float:
-    """Seconds without a controller heartbeat before another may adopt the job (``SPOTRAIN_HEARTBEAT_STALE``)."""
+    """Seconds without a controller heartbeat before another may adopt the job
+    (``SPOTRAIN_HEARTBEAT_STALE``)."""
     return float(os.environ.get("SPOTRAIN_HEARTBEAT_STALE", "15"))

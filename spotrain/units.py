@@ -20,7 +20,9 @@ def parse_seconds(text: str, *, unit_required: bool = False) -> float:
     bare number is seconds unless ``unit_required``."""
     m = _DURATION.match(str(text))
     if not m or (unit_required and m.group(2) is None):
-        raise DurationError(f"duration {text!r} is not NUMBER+UNIT with unit ms, s, m, h or d (e.g. 45s, 36h)")
+        raise DurationError(
+            f"duration {text!r} is not NUMBER+UNIT with unit ms, s, m, h or d (e.g. 45s, 36h)"
+        )
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 

@@ -18,9 +18,24 @@ SHARED = ROOT.parent / "shared"
 def _isolated_env(tmp_path_factory):
     """Keep the developer's ~/.cache and ~/.spotrain out of tests."""
     home = tmp_path_factory.mktemp("home")
-    keys = ("SPOTRAIN_CACHE", "SPOTRAIN_HOME", "SPOTRAIN_DEBUG", "SPOTRAIN_FAILPOINT", "HF_HUB_OFFLINE", "SKY_RUNTIME_DIR",
-            "SPOTRAIN_CATALOG_DIR", "SPOTRAIN_CATALOG_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-            "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED")
+    keys = (
+        "SPOTRAIN_CACHE",
+        "SPOTRAIN_HOME",
+        "SPOTRAIN_DEBUG",
+        "SPOTRAIN_FAILPOINT",
+        "HF_HUB_OFFLINE",
+        "SKY_RUNTIME_DIR",
+        "SPOTRAIN_CATALOG_DIR",
+        "SPOTRAIN_CATALOG_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_EC2_METADATA_DISABLED",
+    )
     old = {k: os.environ.get(k) for k in keys}
     for k in keys:
         os.environ.pop(k, None)
@@ -28,7 +43,9 @@ def _isolated_env(tmp_path_factory):
     os.environ["SPOTRAIN_HOME"] = str(home / "spotrain")
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["SKY_RUNTIME_DIR"] = str(home / "sky")  # never the developer's ~/.sky catalogs
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(home / "no-aws-credentials")  # no real credentials in tests
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(
+        home / "no-aws-credentials"
+    )  # no real credentials in tests
     os.environ["AWS_CONFIG_FILE"] = str(home / "no-aws-config")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     yield
@@ -53,8 +70,17 @@ def tiny_recipe(**overrides) -> dict:
             "seq_len": 32,
         },
         "model": {"family": "gpt2", "layers": 2, "heads": 2, "hidden": 32, "context": 32},
-        "train": {"objective": "clm", "steps": 30, "batch_size": 4, "lr": 3e-3, "warmup_steps": 3, "threads": 1,
-                  "log_every": 1, "eval_batches": 2, "checkpoints": {"every_steps": 10, "every_minutes": None, "keep_last": 2}},
+        "train": {
+            "objective": "clm",
+            "steps": 30,
+            "batch_size": 4,
+            "lr": 3e-3,
+            "warmup_steps": 3,
+            "threads": 1,
+            "log_every": 1,
+            "eval_batches": 2,
+            "checkpoints": {"every_steps": 10, "every_minutes": None, "keep_last": 2},
+        },
         "eval": {"splits": ["val", "test"], "max_batches": 4, "error_analysis": 3},
     }
     for dotted, value in overrides.items():
@@ -76,21 +102,38 @@ def write_recipe(tmp_path):
     return _write
 
 
-def spotrain(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def spotrain(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (as a user would)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "spotrain", *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd or ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "spotrain", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
 
 
 def spotrain_popen(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "spotrain", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=full_env, cwd=cwd or ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "spotrain", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+    )
 
 
 LAB_CATALOG = Path(__file__).parent / "fixtures" / "catalog" / "v8"
-LAB_PRICES = "offers:\n  - {cloud: lab, region: lab-1, instance: box, vcpus: 8, memory_gb: 32, price: 3.6, spot_price: 1.8}\n"
+LAB_PRICES = (
+    "offers:\n  - {cloud: lab, region: lab-1, instance: box, vcpus: 8, memory_gb: 32, price: 3.6, "
+    "spot_price: 1.8}\n"
+)
 
 
 def lab_home(tmp_path: Path, monkeypatch, **extra: str) -> dict:
@@ -99,7 +142,12 @@ def lab_home(tmp_path: Path, monkeypatch, **extra: str) -> dict:
     home = tmp_path / "home"
     home.mkdir()
     (home / "prices.yaml").write_text(LAB_PRICES)
-    env = {"SPOTRAIN_HOME": str(home), "SPOTRAIN_CATALOG_DIR": str(LAB_CATALOG), "SPOTRAIN_HEARTBEAT_STALE": "3", **extra}
+    env = {
+        "SPOTRAIN_HOME": str(home),
+        "SPOTRAIN_CATALOG_DIR": str(LAB_CATALOG),
+        "SPOTRAIN_HEARTBEAT_STALE": "3",
+        **extra,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
@@ -133,8 +181,11 @@ def moto_endpoint():
     import urllib.request
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -169,9 +220,25 @@ class FakeGCS:
         import time
         import urllib.request
 
-        self.proc = subprocess.Popen([str(self.binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-                                      "-public-host", f"127.0.0.1:{self.port}", "-backend", "filesystem",
-                                      "-filesystem-root", str(self.root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                str(self.binary),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-public-host",
+                f"127.0.0.1:{self.port}",
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -197,11 +264,10 @@ def fake_gcs(tmp_path_factory):
     server.stop()
 
 
-
-
 def pytest_collection_modifyitems(config, items):
     """Longest first (``slow(seconds)``, rough seconds on a busy 2-core machine): xdist's load
     scheduling then starts them at once on different workers instead of leaving one to the end."""
+
     def weight(item) -> float:
         m = item.get_closest_marker("slow")
         return 0.0 if m is None else float(m.args[0]) if m.args else 30.0

@@ -51,7 +51,7 @@ fi
 
 venv_install .venv -c constraints.txt -e '.[test]'
 . .venv/bin/activate
-ruff check .  # lint rules and line length: [tool.ruff] in pyproject.toml
+ruff check . && ruff format --check .  # lint, line length and layout: [tool.ruff] in pyproject.toml
 pytest
 if [ -z "$UP_PID" ]; then
   echo "note: $SKYTOOLS not found: the real SkyPilot launches (pytest -m integration) were not run" >&2

@@ -12,8 +12,12 @@ import shutil
 import sys
 import tempfile
 
-os.environ.update(SKYPILOT_DISABLE_USAGE_COLLECTION="1", DO_NOT_TRACK="1", AWS_EC2_METADATA_DISABLED="true",
-                  SKYPILOT_DISABLE_LOCAL_API_SERVER="1")
+os.environ.update(
+    SKYPILOT_DISABLE_USAGE_COLLECTION="1",
+    DO_NOT_TRACK="1",
+    AWS_EC2_METADATA_DISABLED="true",
+    SKYPILOT_DISABLE_LOCAL_API_SERVER="1",
+)
 
 
 def main() -> None:
@@ -22,7 +26,9 @@ def main() -> None:
     os.environ["SKY_RUNTIME_DIR"] = runtime
     os.environ["HOME"] = runtime
     dest = os.path.join(runtime, ".sky", "catalogs", "v8")
-    shutil.copytree(spec["catalogs"], dest)  # SkyPilot writes .meta/ beside the files: never the shared folder
+    shutil.copytree(
+        spec["catalogs"], dest
+    )  # SkyPilot writes .meta/ beside the files: never the shared folder
 
     import sky
     from sky import check as ck
@@ -49,9 +55,17 @@ def main() -> None:
                 task.set_resources(sky.Resources(**kw))
             sky.Optimizer.optimize(dag, minimize=sky.OptimizeTarget.COST, quiet=True)
             best = task.best_resources
-            out.append({"cloud": str(best.cloud).lower(), "instance": best.instance_type, "region": best.region,
-                        "zone": best.zone, "hourly": best.get_cost(3600), "spot": best.use_spot,
-                        "seconds": time.perf_counter() - t0})
+            out.append(
+                {
+                    "cloud": str(best.cloud).lower(),
+                    "instance": best.instance_type,
+                    "region": best.region,
+                    "zone": best.zone,
+                    "hourly": best.get_cost(3600),
+                    "spot": best.use_spot,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
         except Exception as exc:  # noqa: BLE001 - reported to the test, which decides
             out.append({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
     shutil.rmtree(runtime, ignore_errors=True)

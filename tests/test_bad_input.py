@@ -33,19 +33,49 @@ def malformed(n: int, seed: int = 0) -> list[tuple[str, str | bytes]]:
     for levels in range(6, 14):  # each expands past the 20,000-node bound (9**5 = 59,049)
         for width in (9, 16, 25):
             out.append(("bomb", alias_bomb(levels, width)))
-    out += [("cycle", "data: &a [*a]\n"), ("cycle", "x: &a {b: *a}\n" + GOOD), ("cycle", "x: &a {<<: *a}\n"),
-            ("cycle", "a: &a [&b [*a, *b]]\n")]
+    out += [
+        ("cycle", "data: &a [*a]\n"),
+        ("cycle", "x: &a {b: *a}\n" + GOOD),
+        ("cycle", "x: &a {<<: *a}\n"),
+        ("cycle", "a: &a [&b [*a, *b]]\n"),
+    ]
     for depth in (65, 100, 1000, 20000):
         out.append(("deep", "x: " + "[" * depth + "]" * depth + "\n" + GOOD))
-        out.append(("deep", "x:\n" + "".join("  " * i + f"k{i}:\n" for i in range(depth if depth < 200 else 200)) + "  " * 200 + "v: 1\n"))
+        out.append(
+            (
+                "deep",
+                "x:\n"
+                + "".join("  " * i + f"k{i}:\n" for i in range(depth if depth < 200 else 200))
+                + "  " * 200
+                + "v: 1\n",
+            )
+        )
     out.append(("huge", "x: [" + ",".join(["1"] * 200_000) + "]\n" + GOOD))  # ~400 KB
     out.append(("huge", GOOD + "description: " + "x" * (1 << 20) + "\n"))  # 1 MB
     out.append(("nodes", "x: [" + ",".join(["1"] * 30_000) + "]\n" + GOOD))
-    out += [("type", "[1, 2, 3]\n"), ("type", "just a string\n"), ("type", "null\n"), ("type", ""), ("tag", "x: !!python/object:os.system ls\n"),
-            ("syntax", "name: [unclosed\n"), ("syntax", "name: x\n\tdata: y\n"), ("syntax", "a: b: c:\n"),
-            ("utf8", b"name: \xff\xfe\n"), ("dup", GOOD + "name: again\n")]
-    fields = [("train", "steps"), ("train", "lr"), ("train", "batch_size"), ("model", "layers"), ("data", "seq_len"),
-              ("budget", "max_cost"), ("train", "warmup_steps"), ("budget", "deadline"), ("resources", "num_nodes")]
+    out += [
+        ("type", "[1, 2, 3]\n"),
+        ("type", "just a string\n"),
+        ("type", "null\n"),
+        ("type", ""),
+        ("tag", "x: !!python/object:os.system ls\n"),
+        ("syntax", "name: [unclosed\n"),
+        ("syntax", "name: x\n\tdata: y\n"),
+        ("syntax", "a: b: c:\n"),
+        ("utf8", b"name: \xff\xfe\n"),
+        ("dup", GOOD + "name: again\n"),
+    ]
+    fields = [
+        ("train", "steps"),
+        ("train", "lr"),
+        ("train", "batch_size"),
+        ("model", "layers"),
+        ("data", "seq_len"),
+        ("budget", "max_cost"),
+        ("train", "warmup_steps"),
+        ("budget", "deadline"),
+        ("resources", "num_nodes"),
+    ]
     bad_values = ["many", [1], {"a": 1}, "36 hours", -7]  # each is invalid for every field above
     while len(out) < n:
         r = tiny_recipe()
@@ -81,8 +111,10 @@ DRIVER = textwrap.dedent("""
         except BaseException as e:
             rc = "raised " + type(e).__name__
         signal.alarm(0)
-        print(json.dumps({"path": path, "rc": rc, "stderr": err.getvalue(), "seconds": time.perf_counter() - t0,
-                          "rss_growth_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0}), flush=True)
+        growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+        took = time.perf_counter() - t0
+        print(json.dumps({"path": path, "rc": rc, "stderr": err.getvalue(), "seconds": took,
+                          "rss_growth_kb": growth}), flush=True)
 """)
 
 
@@ -95,8 +127,14 @@ def test_fuzzed_malformed_recipes_each_get_one_line_and_exit_2(tmp_path):
         p = tmp_path / f"{i:03d}-{kind}.yaml"
         p.write_bytes(text if isinstance(text, bytes) else text.encode())
         paths.append(p)
-    res = subprocess.run([sys.executable, "-c", DRIVER, *map(str, paths)], capture_output=True, text=True, timeout=600, cwd=ROOT,
-                         env={**__import__("os").environ, "SPOTRAIN_CATALOG_DIR": str(tmp_path / "no-catalogs")})
+    res = subprocess.run(
+        [sys.executable, "-c", DRIVER, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env={**__import__("os").environ, "SPOTRAIN_CATALOG_DIR": str(tmp_path / "no-catalogs")},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     results = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(results) == len(paths)
@@ -129,21 +167,39 @@ def test_alias_bomb_and_cycles_are_refused_where_they_are(tmp_path):
     p = tmp_path / "bomb.yaml"
     p.write_text(alias_bomb(9, 9))
     res = spotrain("recipe", "validate", str(p))
-    assert res.returncode == 2 and res.stderr.splitlines()[0].startswith(f"{p}:") and "anchors (&)" in res.stderr
+    assert (
+        res.returncode == 2 and res.stderr.splitlines()[0].startswith(f"{p}:") and "anchors (&)" in res.stderr
+    )
     res = spotrain("recipe", "validate", "recipes/tiny-gpt.yaml", "train.steps=&a [*a]")
-    assert res.returncode == 2 and "override train.steps: an alias refers to the node that contains it" in res.stderr
+    assert (
+        res.returncode == 2
+        and "override train.steps: an alias refers to the node that contains it" in res.stderr
+    )
 
 
 def test_absurd_sizes_are_one_line_errors():
     res = spotrain("recipe", "validate", "recipes/tiny-gpt.yaml", "model.hidden=12800000000")
-    assert res.returncode == 2 and "training needs ~" in res.stderr and "but the largest any offer has is" in res.stderr
+    assert (
+        res.returncode == 2
+        and "training needs ~" in res.stderr
+        and "but the largest any offer has is" in res.stderr
+    )
     assert "Traceback" not in res.stderr
     res = spotrain("plan", "recipes/tiny-gpt.yaml", "train.steps=10000000000", "--no-live")
-    assert res.returncode == 2 and "train.steps: Input should be less than or equal to 100000000" in res.stderr
+    assert (
+        res.returncode == 2 and "train.steps: Input should be less than or equal to 100000000" in res.stderr
+    )
 
 
 def test_run_refuses_a_model_that_cannot_fit_here(tmp_path):
-    res = spotrain("run", "recipes/tiny-gpt.yaml", "model.hidden=12800000000", "--workdir", str(tmp_path / "w"), timeout=300)
+    res = spotrain(
+        "run",
+        "recipes/tiny-gpt.yaml",
+        "model.hidden=12800000000",
+        "--workdir",
+        str(tmp_path / "w"),
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr[-2000:]
     err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "parameters need ~" in err[0] and "make the model smaller" in err[0]
@@ -188,27 +244,53 @@ def test_recipe_show_redacts_secrets(tmp_path):
         assert shown["secrets"] == {"HF_TOKEN": "<redacted>", "FROM_SHELL": None}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train.steps=50", "train.warmup_steps=100"], "warmup_steps 100 is more than train.steps 50"),
-    (["data.sources.-1.paths=[a]"], "list indexes count from 0 (negative ones are not accepted)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train.steps=50", "train.warmup_steps=100"], "warmup_steps 100 is more than train.steps 50"),
+        (["data.sources.-1.paths=[a]"], "list indexes count from 0 (negative ones are not accepted)"),
+    ],
+)
 def test_inputs_accepted_silently_before_are_refused(args, message):
     res = spotrain("recipe", "validate", "recipes/tiny-gpt.yaml", *args)
     assert res.returncode == 2 and message in res.stderr, res.stderr
 
 
 def test_preempt_every_zero_is_refused(tmp_path):
-    res = spotrain("launch", "recipes/tiny-gpt.yaml", "--preempt-every", "0s", "--yes", "--no-live",
-                   env={"SPOTRAIN_HOME": str(tmp_path / "home")})
-    assert res.returncode == 2 and "--preempt-every 0s: the mean time between preemptions must be above 0" in res.stderr
+    res = spotrain(
+        "launch",
+        "recipes/tiny-gpt.yaml",
+        "--preempt-every",
+        "0s",
+        "--yes",
+        "--no-live",
+        env={"SPOTRAIN_HOME": str(tmp_path / "home")},
+    )
+    assert (
+        res.returncode == 2
+        and "--preempt-every 0s: the mean time between preemptions must be above 0" in res.stderr
+    )
     assert not (tmp_path / "home" / "jobs").exists()
 
 
 def test_launch_refuses_a_cap_that_cannot_make_progress(tmp_path):
-    """The issue's case: a cap the planner's estimate fits, below start-up + a checkpoint interval + the stop."""
+    """The issue's case: a cap the planner's estimate fits, below start-up + a checkpoint interval +
+    the stop."""
     home = tmp_path / "home"
-    res = spotrain("launch", "recipes/tiny-gpt.yaml", "train.steps=300", "budget.max_cost=0.0008", "--yes", "--detach", "--force",
-                   "--no-live", env={"SPOTRAIN_HOME": str(home)})
+    res = spotrain(
+        "launch",
+        "recipes/tiny-gpt.yaml",
+        "train.steps=300",
+        "budget.max_cost=0.0008",
+        "--yes",
+        "--detach",
+        "--force",
+        "--no-live",
+        env={"SPOTRAIN_HOME": str(home)},
+    )
     assert res.returncode == 2, res.stdout + res.stderr
-    assert "budget.max_cost $0.0008 cannot make progress" in res.stderr and "raise budget.max_cost to at least" in res.stderr
+    assert (
+        "budget.max_cost $0.0008 cannot make progress" in res.stderr
+        and "raise budget.max_cost to at least" in res.stderr
+    )
     assert not (home / "jobs").exists()  # no job was created

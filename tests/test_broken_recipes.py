@@ -37,7 +37,9 @@ def test_broken_recipe_message(path: Path, tmp_path):
 
 def test_validate_reports_every_error_of_a_file_with_positions(tmp_path):
     bad = tmp_path / "many.yaml"
-    bad.write_text("name: x\ndata:\n  sources: [{type: files, pathz: [a]}]\nmodel:\n  layerz: 2\ntrain:\n  lr: fast\n")
+    bad.write_text(
+        "name: x\ndata:\n  sources: [{type: files, pathz: [a]}]\nmodel:\n  layerz: 2\ntrain:\n  lr: fast\n"
+    )
     res = spotrain("recipe", "validate", str(bad))
     assert res.returncode == 2
     lines = res.stderr.splitlines()
@@ -68,5 +70,7 @@ def test_bad_step_sleep_is_a_one_line_error(value, tmp_path):
     good = Path(__file__).parent.parent / "recipes" / "tiny-gpt.yaml"
     res = spotrain("run", str(good), "--workdir", str(tmp_path / "w"), env={"SPOTRAIN_STEP_SLEEP": value})
     assert res.returncode != 0 and "Traceback" not in res.stderr + res.stdout
-    assert [l for l in res.stderr.splitlines() if l.strip()] == [f"error: SPOTRAIN_STEP_SLEEP={value!r} is not a number of seconds ≥ 0 — unset it or give e.g. 0.05"]
+    assert [l for l in res.stderr.splitlines() if l.strip()] == [
+        f"error: SPOTRAIN_STEP_SLEEP={value!r} is not a number of seconds ≥ 0 — unset it or give e.g. 0.05"
+    ]
     assert not (tmp_path / "w" / "result.json").exists()

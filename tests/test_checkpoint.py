@@ -95,7 +95,11 @@ def test_time_based_checkpoints_use_the_injected_clock(tmp_path):
     from spotrain.recipes.schema import Recipe
 
     torch.set_num_threads(1)
-    recipe = Recipe.model_validate(tiny_recipe(train__steps=12, train__checkpoints={"every_steps": None, "every_minutes": 1.0, "keep_last": 10}))
+    recipe = Recipe.model_validate(
+        tiny_recipe(
+            train__steps=12, train__checkpoints={"every_steps": None, "every_minutes": 1.0, "keep_last": 10}
+        )
+    )
     loaded = LoadedRecipe(recipe, None, tmp_path)
     data = prepare(loaded, tmp_path / "cache")
     model, _ = build_model(recipe, data.manifest["vocab_size"], data.ids, tmp_path)
@@ -111,11 +115,17 @@ def test_time_based_checkpoints_use_the_injected_clock(tmp_path):
             return super().emit(event, **fields)
 
     log = SteppingLog(tmp_path / "events.jsonl", clock=clock)
-    trainer = Trainer(recipe, data, model, Accelerator(cpu=True), tmp_path / "ck", "fp", log, lambda s: None, clock=clock)
+    trainer = Trainer(
+        recipe, data, model, Accelerator(cpu=True), tmp_path / "ck", "fp", log, lambda s: None, clock=clock
+    )
 
     out = trainer.train(StopFlag())
     log.close()
-    saves = [(e["step"], e["reason"]) for e in read_events(tmp_path / "events.jsonl") if e["event"] == "checkpoint_saved"]
+    saves = [
+        (e["step"], e["reason"])
+        for e in read_events(tmp_path / "events.jsonl")
+        if e["event"] == "checkpoint_saved"
+    ]
     assert out.status == "completed"
     assert saves == [(3, "periodic"), (6, "periodic"), (9, "periodic"), (12, "final")]
 
@@ -125,8 +135,12 @@ def test_progress_bar_on_a_terminal(tmp_path):
     recipe.write_text(yaml.safe_dump(tiny_recipe(train__steps=8)))
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a real terminal has a size
-    proc = subprocess.Popen([sys.executable, "-m", "spotrain", "run", str(recipe), "--workdir", str(tmp_path / "w")],
-                            stdout=subprocess.DEVNULL, stderr=slave, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spotrain", "run", str(recipe), "--workdir", str(tmp_path / "w")],
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        cwd=ROOT,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -163,7 +177,9 @@ def test_event_tail_reads_only_what_was_appended_and_restarts_on_a_rewrite(tmp_p
     assert [e["step"] for e in evs] == [2, 3] and not reset
     assert tail.read() == ([], False)
     repl = tmp_path / "new.jsonl"
-    repl.write_text('{"event":"step","step":1}\n{"event":"step","step":2}\n{"event":"step","step":3}\n{"event":"step","step":4}\n')
+    repl.write_text(
+        '{"event":"step","step":1}\n{"event":"step","step":2}\n{"event":"step","step":3}\n{"event":"step","step":4}\n'
+    )
     os.replace(repl, p)  # rewritten (the SkyPilot backend's copy), longer than before
     evs, reset = tail.read()
     assert reset and [e["step"] for e in evs] == [1, 2, 3, 4]
@@ -179,7 +195,14 @@ def test_progress_reader_folds_incrementally(tmp_path):
     read = ProgressReader()
     log.emit("checkpoint_restored", step=4)
     log.emit("step", step=5, loss=2.0)
-    assert read(tmp_path) == {"restored": 4, "first_step": 5, "first_step_time": 101, "step": 5, "loss": 2.0, "step_time": 101}
+    assert read(tmp_path) == {
+        "restored": 4,
+        "first_step": 5,
+        "first_step_time": 101,
+        "step": 5,
+        "loss": 2.0,
+        "step_time": 101,
+    }
     log.emit("step", step=7, loss=1.5)
     log.emit("checkpoint_saved", step=7, seconds=0.5)
     got = read(tmp_path)

@@ -15,7 +15,21 @@ from spotrain.pricing.offer import Offer
 from spotrain.launcher.backends.base import AttemptState, Backend
 
 PRICE = 3.6
-OFFER = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=PRICE, on_demand_hourly=PRICE, hours=0.1, cost=0.36)
+OFFER = Offer(
+    "lab",
+    "lab-1",
+    "",
+    "box",
+    "",
+    0,
+    8,
+    0,
+    spot=False,
+    hourly=PRICE,
+    on_demand_hourly=PRICE,
+    hours=0.1,
+    cost=0.36,
+)
 
 
 class Clock:
@@ -43,17 +57,27 @@ class Scripted(Backend):
     name = "scripted"
     emulated = True
 
-    def __init__(self, clock: Clock, run_for: float, failing_teardowns: int = 0, exits: dict | None = None) -> None:
+    def __init__(
+        self, clock: Clock, run_for: float, failing_teardowns: int = 0, exits: dict | None = None
+    ) -> None:
         self.clock, self.run_for, self.failing = clock, run_for, failing_teardowns
-        self.exits = exits or {}  # attempt number → exit code at the end of run_for (default 0; None: vanished)
+        self.exits = (
+            exits or {}
+        )  # attempt number → exit code at the end of run_for (default 0; None: vanished)
         self.teardowns: list[float] = []
         self.provisioned: list = []
 
     def provision(self, *, job_id, attempt, offer, recipe_path, workdir: Path, env) -> dict:
         workdir.mkdir(parents=True, exist_ok=True)
         self.provisioned.append(offer)
-        return {"cluster": f"c-{job_id}-{attempt}", "dir": str(workdir), "log": str(workdir / "attempt.log"), "t0": self.clock(),
-                "env": dict(env), "code": self.exits.get(attempt, 0)}
+        return {
+            "cluster": f"c-{job_id}-{attempt}",
+            "dir": str(workdir),
+            "log": str(workdir / "attempt.log"),
+            "t0": self.clock(),
+            "env": dict(env),
+            "code": self.exits.get(attempt, 0),
+        }
 
     def state(self, handle: dict) -> AttemptState:
         now = self.clock()
@@ -93,8 +117,18 @@ def store(tmp_path, monkeypatch):
 
 
 def make_job(store, tmp_path, clock: Clock, max_cost=None, deadline=None, offers=(OFFER,), **recipe) -> int:
-    job = store.create_job(name="t", backend="scripted", recipe_yaml=yaml.safe_dump(tiny_recipe(**recipe)), recipe_dir=str(tmp_path),
-                           offers=list(offers), options={}, workdir=str(tmp_path / "job"), max_cost=max_cost, deadline=deadline, now=clock())
+    job = store.create_job(
+        name="t",
+        backend="scripted",
+        recipe_yaml=yaml.safe_dump(tiny_recipe(**recipe)),
+        recipe_dir=str(tmp_path),
+        offers=list(offers),
+        options={},
+        workdir=str(tmp_path / "job"),
+        max_cost=max_cost,
+        deadline=deadline,
+        now=clock(),
+    )
     (tmp_path / "job").mkdir(exist_ok=True)
     return job
 
@@ -160,7 +194,9 @@ def test_a_relaunch_needs_a_cap_that_can_make_progress(store, tmp_path):
 
     clock = Clock()
     backend = Scripted(clock, run_for=10_000)
-    job = make_job(store, tmp_path, clock, max_cost=PRICE * 30 / 3600)  # 30 s left: less than start-up + reserve
+    job = make_job(
+        store, tmp_path, clock, max_cost=PRICE * 30 / 3600
+    )  # 30 s left: less than start-up + reserve
     a = store.start_attempt(job, OFFER, "scripted", True, clock())
     for s in (JobStatus.PROVISIONING, JobStatus.RUNNING):
         store.transition(job, s, clock())
@@ -173,8 +209,36 @@ def test_a_relaunch_needs_a_cap_that_can_make_progress(store, tmp_path):
     assert "cannot pay for another attempt's start-up" in store.job(job).message
 
 
-SPOT_1 = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=True, hourly=1.2, on_demand_hourly=PRICE, hours=0.12, cost=0.144)
-SPOT_2 = Offer("lab", "lab-2", "", "box", "", 0, 8, 0, spot=True, hourly=1.3, on_demand_hourly=PRICE, hours=0.12, cost=0.156)
+SPOT_1 = Offer(
+    "lab",
+    "lab-1",
+    "",
+    "box",
+    "",
+    0,
+    8,
+    0,
+    spot=True,
+    hourly=1.2,
+    on_demand_hourly=PRICE,
+    hours=0.12,
+    cost=0.144,
+)
+SPOT_2 = Offer(
+    "lab",
+    "lab-2",
+    "",
+    "box",
+    "",
+    0,
+    8,
+    0,
+    spot=True,
+    hourly=1.3,
+    on_demand_hourly=PRICE,
+    hours=0.12,
+    cost=0.156,
+)
 
 
 def test_recovery_after_preemptions_follows_the_strategy_and_bills_every_attempt(store, tmp_path):
@@ -189,12 +253,23 @@ def test_recovery_after_preemptions_follows_the_strategy_and_bills_every_attempt
         clock.at(clock() + t, lambda: store.request(job, Request.PREEMPT, clock()))
     assert run(store, backend, job, clock).value == "SUCCEEDED"
     atts = store.attempts(job)
-    assert [(a.region, a.spot, a.end_reason) for a in atts] == [("lab-1", True, "preempted"), ("lab-1", True, "preempted"),
-                                                                  ("lab-2", True, "succeeded")]
-    assert [a.price for a in atts] == [1.2, 1.2, 1.3] and [o.key for o in backend.provisioned] == [SPOT_1.key, SPOT_1.key, SPOT_2.key]
+    assert [(a.region, a.spot, a.end_reason) for a in atts] == [
+        ("lab-1", True, "preempted"),
+        ("lab-1", True, "preempted"),
+        ("lab-2", True, "succeeded"),
+    ]
+    assert [a.price for a in atts] == [1.2, 1.2, 1.3] and [o.key for o in backend.provisioned] == [
+        SPOT_1.key,
+        SPOT_1.key,
+        SPOT_2.key,
+    ]
     for a in atts:
         mine = [e for e in store.ledger(job) if e.attempt_id == a.id]
-        assert contiguous(mine) and mine[0].start == pytest.approx(a.start) and mine[-1].end == pytest.approx(a.end)
+        assert (
+            contiguous(mine)
+            and mine[0].start == pytest.approx(a.start)
+            and mine[-1].end == pytest.approx(a.end)
+        )
         assert a.cost == pytest.approx(a.price * (a.end - a.start) / 3600)
     assert store.spend(job) == pytest.approx(math.fsum(a.cost for a in atts))
     assert store.job(job).requested is None
@@ -202,7 +277,8 @@ def test_recovery_after_preemptions_follows_the_strategy_and_bills_every_attempt
 
 def test_a_cancel_asked_while_the_controller_preempts_is_not_lost(store, tmp_path):
     """The person's cancel lands between the controller reading the job and moving its request on:
-    the controller's move fails (compare and set), and the job ends CANCELLED, not preempted-and-relaunched."""
+    the controller's move fails (compare and set), and the job ends CANCELLED, not preempted and
+    relaunched."""
     from spotrain.jobs.states import Request
 
     clock = Clock()
@@ -221,14 +297,17 @@ def test_a_cancel_asked_while_the_controller_preempts_is_not_lost(store, tmp_pat
     assert len(store.attempts(job)) == 1 and store.attempts(job)[0].end_reason == "cancelled"
 
 
-@pytest.mark.parametrize("code,status,end_reason,attempts", [
-    (2, "FAILED_SETUP", "setup_failed", 1),  # bad recipe or data: retrying cannot help
-    (1, "FAILED", "crashed", 1),  # the training code crashed
-    (None, "SUCCEEDED", "lost", 2),  # vanished without an exit status: a lost node, recovered
-    (137, "SUCCEEDED", "lost", 2),  # SIGKILLed by someone else: a lost node too
-    (4, "STOPPED_BUDGET", "budget", 1),  # the attempt stopped itself at its stop-by moment
-    (5, "STOPPED_BUDGET", "budget", 1),  # its watchdog ended it there
-])
+@pytest.mark.parametrize(
+    "code,status,end_reason,attempts",
+    [
+        (2, "FAILED_SETUP", "setup_failed", 1),  # bad recipe or data: retrying cannot help
+        (1, "FAILED", "crashed", 1),  # the training code crashed
+        (None, "SUCCEEDED", "lost", 2),  # vanished without an exit status: a lost node, recovered
+        (137, "SUCCEEDED", "lost", 2),  # SIGKILLed by someone else: a lost node too
+        (4, "STOPPED_BUDGET", "budget", 1),  # the attempt stopped itself at its stop-by moment
+        (5, "STOPPED_BUDGET", "budget", 1),  # its watchdog ended it there
+    ],
+)
 def test_exit_codes(store, tmp_path, code, status, end_reason, attempts):
     clock = Clock()
     backend = Scripted(clock, run_for=60, exits={1: code})
@@ -253,8 +332,14 @@ def test_adoption_after_a_stale_heartbeat_bills_the_gap_and_runs_the_attempt_onc
     backend = Scripted(clock, run_for=300)
     job = make_job(store, tmp_path, clock)
     a = store.start_attempt(job, OFFER, "scripted", True, t0)
-    handle = backend.provision(job_id=job, attempt=1, offer=OFFER, recipe_path=tmp_path / "job" / "recipe.yaml",
-                               workdir=tmp_path / "job" / "attempts" / "1", env={})
+    handle = backend.provision(
+        job_id=job,
+        attempt=1,
+        offer=OFFER,
+        recipe_path=tmp_path / "job" / "recipe.yaml",
+        workdir=tmp_path / "job" / "attempts" / "1",
+        env={},
+    )
     store.set_handle(a, handle)
     for s in (JobStatus.PROVISIONING, JobStatus.RUNNING):
         store.transition(job, s, t0)
@@ -267,7 +352,11 @@ def test_adoption_after_a_stale_heartbeat_bills_the_gap_and_runs_the_attempt_onc
     adopt = [e for e in store.events(job) if e.kind == "adopt"]
     assert len(adopt) == 1 and "controller 999999 stopped heartbeating 100 s ago" in adopt[0].message
     ledger = store.ledger(job)
-    assert contiguous(ledger) and ledger[0].start == pytest.approx(t0) and ledger[-1].end == pytest.approx(t0 + 300)
+    assert (
+        contiguous(ledger)
+        and ledger[0].start == pytest.approx(t0)
+        and ledger[-1].end == pytest.approx(t0 + 300)
+    )
     assert store.spend(job) == pytest.approx(PRICE * 300 / 3600)
 
 

@@ -73,7 +73,11 @@ def test_augmentations_builtin_user_and_errors():
     out = list(augment.augment(docs, [AugmentStep(fn="case-noise", args={"rate": 0.5})], seed=0))
     assert len(out) == 1 and out[0].text != docs[0].text and out[0].text.lower() == docs[0].text.lower()
     assert out == list(augment.augment(docs, [AugmentStep(fn="case-noise", args={"rate": 0.5})], seed=0))
-    user = list(augment.augment(docs, [AugmentStep(fn="aug_helpers:shout", copies=True, args={"suffix": "?"})], seed=0))
+    user = list(
+        augment.augment(
+            docs, [AugmentStep(fn="aug_helpers:shout", copies=True, args={"suffix": "?"})], seed=0
+        )
+    )
     assert [d.text for d in user] == [docs[0].text, docs[0].text.upper() + "?"]
     assert set(augment.BUILTINS) >= {"whitespace-noise", "case-noise", "char-swap"}
     with pytest.raises(DataError, match="cannot import"):
@@ -81,11 +85,17 @@ def test_augmentations_builtin_user_and_errors():
 
 
 def test_pack_stream_and_pairs():
-    blocks = pack.pack_stream([[5, 6, 7], [8, 9]], eos=0, pad=1, seq_len=4, dtype=np.dtype(np.uint16), keep_partial=True)
+    blocks = pack.pack_stream(
+        [[5, 6, 7], [8, 9]], eos=0, pad=1, seq_len=4, dtype=np.dtype(np.uint16), keep_partial=True
+    )
     assert blocks.tolist() == [[5, 6, 7, 0], [8, 9, 0, 1]]
-    dropped = pack.pack_stream([[5, 6, 7], [8, 9]], eos=0, pad=1, seq_len=4, dtype=np.dtype(np.uint16), keep_partial=False)
+    dropped = pack.pack_stream(
+        [[5, 6, 7], [8, 9]], eos=0, pad=1, seq_len=4, dtype=np.dtype(np.uint16), keep_partial=False
+    )
     assert dropped.tolist() == [[5, 6, 7, 0]]
-    toks, mask, trunc = pack.pack_pairs([([5, 6], [7, 8]), ([5, 6, 7], [8, 9, 10])], eos=0, pad=1, seq_len=6, dtype=np.dtype(np.uint16))
+    toks, mask, trunc = pack.pack_pairs(
+        [([5, 6], [7, 8]), ([5, 6, 7], [8, 9, 10])], eos=0, pad=1, seq_len=6, dtype=np.dtype(np.uint16)
+    )
     assert toks.tolist() == [[5, 6, 7, 8, 0, 1], [5, 6, 7, 8, 9, 10]]
     assert mask.tolist() == [[0, 0, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1]]
     assert trunc == 1
@@ -96,7 +106,10 @@ def test_prepare_caches_by_content_and_round_trips_text(tmp_path):
     corpus.mkdir()
     for i in range(30):
         (corpus / f"{i:02d}.txt").write_text(words(300, i))
-    recipe = tiny_recipe(data__sources=[{"type": "files", "paths": ["corpus/*.txt"]}], data__split={"val": 0.1, "test": 0.1, "salt": ""})
+    recipe = tiny_recipe(
+        data__sources=[{"type": "files", "paths": ["corpus/*.txt"]}],
+        data__split={"val": 0.1, "test": 0.1, "salt": ""},
+    )
     cache = tmp_path / "cache"
     first = prepare(loaded(recipe, tmp_path), cache)
     assert not first.cached
@@ -121,23 +134,45 @@ def test_tokenizer_training_and_packing_are_deterministic(tmp_path):
     b = prepare(loaded(recipe, tmp_path), tmp_path / "c2")
     for split in ("train", "val", "test"):
         assert np.array_equal(a.tokens(split), b.tokens(split))
-    assert (a.dir / "tokenizer" / "tokenizer.json").read_bytes() == (b.dir / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (a.dir / "tokenizer" / "tokenizer.json").read_bytes() == (
+        b.dir / "tokenizer" / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_jsonl_field_sft_mask_and_local_tokenizer(tmp_path):
-    rows = [{"q": f"Question {i}: what is {i} plus {i}?", "a": f" It is {2 * i}.", "body": words(60, i)} for i in range(60)]
+    rows = [
+        {"q": f"Question {i}: what is {i} plus {i}?", "a": f" It is {2 * i}.", "body": words(60, i)}
+        for i in range(60)
+    ]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plain = tiny_recipe(data__sources=[{"type": "files", "paths": ["pairs.jsonl"], "format": "jsonl", "field": "body"}], data__max_documents=None)
+    plain = tiny_recipe(
+        data__sources=[{"type": "files", "paths": ["pairs.jsonl"], "format": "jsonl", "field": "body"}],
+        data__max_documents=None,
+    )
     p = prepare(loaded(plain, tmp_path), tmp_path / "c")
     assert p.manifest["stats"]["documents_out"] == 60 and p.loss_mask("train") is None
-    sft = tiny_recipe(data__sources=[{"type": "files", "paths": ["pairs.jsonl"], "format": "jsonl", "prompt_field": "q", "response_field": "a"}],
-                      data__clean={"near_dedup": {"enabled": False}}, data__max_documents=None, train__objective="sft")
+    sft = tiny_recipe(
+        data__sources=[
+            {
+                "type": "files",
+                "paths": ["pairs.jsonl"],
+                "format": "jsonl",
+                "prompt_field": "q",
+                "response_field": "a",
+            }
+        ],
+        data__clean={"near_dedup": {"enabled": False}},
+        data__max_documents=None,
+        train__objective="sft",
+    )
     s = prepare(loaded(sft, tmp_path), tmp_path / "c")
     toks, mask = s.tokens("train"), s.loss_mask("train")
     row = [int(t) for t, m in zip(toks[0], mask[0]) if m]
     decoded = s.tokenizer.decode(row)
     assert decoded.startswith(" It is ") and decoded.endswith("<|endoftext|>")
-    prompt = s.tokenizer.decode([int(t) for t, m in zip(toks[0], mask[0]) if not m and int(t) != s.ids["pad"]])
+    prompt = s.tokenizer.decode(
+        [int(t) for t, m in zip(toks[0], mask[0]) if not m and int(t) != s.ids["pad"]]
+    )
     assert prompt.startswith("Question ")
     # a tokenizer folder from an earlier preparation loads as `pretrained`
     reuse = tiny_recipe(data__tokenizer={"type": "pretrained", "path": str(p.dir / "tokenizer")})

@@ -25,20 +25,36 @@ def test_no_preemptions_cost_exactly_spot_for_work_and_one_restart():
 
 
 def test_preemptions_raise_cost_and_spread():
-    calm = forecast.forecast(10.0, 0.2, 1.0, 3.0, forecast.hazard_market(estimate.Hazard(rate_per_hour=0.05)), deadline_h=30.0)
-    rough = forecast.forecast(10.0, 0.2, 1.0, 3.0, forecast.hazard_market(estimate.Hazard(rate_per_hour=1.0, outage_hours=1.0)),
-                              deadline_h=30.0)
+    calm = forecast.forecast(
+        10.0, 0.2, 1.0, 3.0, forecast.hazard_market(estimate.Hazard(rate_per_hour=0.05)), deadline_h=30.0
+    )
+    rough = forecast.forecast(
+        10.0,
+        0.2,
+        1.0,
+        3.0,
+        forecast.hazard_market(estimate.Hazard(rate_per_hour=1.0, outage_hours=1.0)),
+        deadline_h=30.0,
+    )
     assert rough.expected_cost > calm.expected_cost
     assert rough.p90_cost >= rough.expected_cost
     assert rough.p_meet_deadline == 1.0  # the spotrain policy is deadline-safe
-    again = forecast.forecast(10.0, 0.2, 1.0, 3.0, forecast.hazard_market(estimate.Hazard(rate_per_hour=1.0, outage_hours=1.0)),
-                              deadline_h=30.0)
+    again = forecast.forecast(
+        10.0,
+        0.2,
+        1.0,
+        3.0,
+        forecast.hazard_market(estimate.Hazard(rate_per_hour=1.0, outage_hours=1.0)),
+        deadline_h=30.0,
+    )
     assert again == rough  # seeded
 
 
 def test_deadline_chances():
     m = forecast.hazard_market(estimate.Hazard(rate_per_hour=1.0, outage_hours=2.0))
-    assert forecast.forecast(10.0, 0.2, 1.0, 3.0, m, deadline_h=9.0).p_meet_deadline == 0.0  # shorter than the work
+    assert (
+        forecast.forecast(10.0, 0.2, 1.0, 3.0, m, deadline_h=9.0).p_meet_deadline == 0.0
+    )  # shorter than the work
     loose = forecast.forecast(10.0, 0.2, 1.0, 3.0, m, deadline_h=None)
     assert loose.p_meet_deadline is None and loose.expected_hours > 10.0
     risky = forecast.forecast(10.0, 0.2, 1.0, 3.0, m, deadline_h=10.5, policy="eager-next-region")
@@ -58,18 +74,48 @@ def test_trace_market_matches_region_and_accelerator():
 def test_plan_shows_forecasts(tmp_path):
     cat = tmp_path / "cat"
     shutil.copytree(CATALOG, cat)
-    env = {"SPOTRAIN_CATALOG_DIR": str(cat), "SPOTRAIN_HOME": str(tmp_path / "home"), "SPOTRAIN_TRACES": str(TRACES)}
-    res = spotrain("plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "resources.accelerators=[L4:1]", "--top", "4", env=env)
+    env = {
+        "SPOTRAIN_CATALOG_DIR": str(cat),
+        "SPOTRAIN_HOME": str(tmp_path / "home"),
+        "SPOTRAIN_TRACES": str(TRACES),
+    }
+    res = spotrain(
+        "plan",
+        "recipes/gpt2-small.yaml",
+        "resources.memory_gb=null",
+        "resources.accelerators=[L4:1]",
+        "--top",
+        "4",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[1].split()[-4:] == ["forecast", "p90", "on", "time"]
-    assert any(l.startswith("forecast: policy spotrain, 64 simulated runs per offer on ") and "traces us-east-1a_l4_1.json" in l for l in lines)
-    doc = json.loads(spotrain("plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "resources.accelerators=[L4:1]", "--json",
-                              env=env).stdout)
+    assert any(
+        l.startswith("forecast: policy spotrain, 64 simulated runs per offer on ")
+        and "traces us-east-1a_l4_1.json" in l
+        for l in lines
+    )
+    doc = json.loads(
+        spotrain(
+            "plan",
+            "recipes/gpt2-small.yaml",
+            "resources.memory_gb=null",
+            "resources.accelerators=[L4:1]",
+            "--json",
+            env=env,
+        ).stdout
+    )
     for o in doc["offers"]:
         f = o["forecast"]
-        assert f["p90_cost"] >= f["expected_cost"] - 1e-9 and f["p_meet_deadline"] == 1.0  # gpt2-small: 48 h deadline
+        assert (
+            f["p90_cost"] >= f["expected_cost"] - 1e-9 and f["p_meet_deadline"] == 1.0
+        )  # gpt2-small: 48 h deadline
         if not o["spot"]:
             assert f["source"] == "on-demand: no preemptions"
-    bare = json.loads(spotrain("plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "--json", "--no-forecast", env=env).stdout)
+    bare = json.loads(
+        spotrain(
+            "plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "--json", "--no-forecast", env=env
+        ).stdout
+    )
     assert all("forecast" not in o for o in bare["offers"])

@@ -70,8 +70,13 @@ def losses(events_files: list[Path]) -> dict[int, float]:
 # The tiny model, each step padded to ~50 ms by SPOTRAIN_STEP_SLEEP (the env fixture): preemptions
 # land mid-training, and the steps cost little CPU, so these tests keep their timing on a busy machine
 SLOW = dict(train__batch_size=8)
-CHAOS = dict(model={"family": "gpt2", "layers": 2, "heads": 2, "hidden": 32, "context": 32, "dropout": 0.1}, train__batch_size=8,
-             train__steps=120, train__log_every=1, train__checkpoints={"every_steps": 10, "every_minutes": None, "keep_last": 3})
+CHAOS = dict(
+    model={"family": "gpt2", "layers": 2, "heads": 2, "hidden": 32, "context": 32, "dropout": 0.1},
+    train__batch_size=8,
+    train__steps=120,
+    train__log_every=1,
+    train__checkpoints={"every_steps": 10, "every_minutes": None, "keep_last": 3},
+)
 
 
 @pytest.mark.slow(75)
@@ -80,7 +85,8 @@ def test_chaos_three_preemptions_end_bit_identical_with_a_complete_ledger(env, t
     ref = spotrain("run", str(recipe), "--workdir", str(tmp_path / "ref"))
     assert ref.returncode == 0, ref.stderr
     rng = random.Random(1)
-    # attempt 2 is SIGKILLed in the middle of its first checkpoint write (after the rename, before the manifest)
+    # attempt 2 is SIGKILLed in the middle of its first checkpoint write (after the rename, before the
+    # manifest)
     job = launch(recipe, "--grace", "60s", "--attempt-env", "2:SPOTRAIN_FAILPOINT=renamed@*")
     # 1) a graceful preemption (SIGTERM → checkpoint → exit) at a random step of attempt 1
     target = rng.randint(6, 14)
@@ -93,7 +99,11 @@ def test_chaos_three_preemptions_end_bit_identical_with_a_complete_ledger(env, t
     a3 = store().current_attempt(job)
     assert a3.number == 3
     os.killpg(a3.handle["pgid"], signal.SIGKILL)
-    wait(lambda: job_status(job) in ("SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_NO_RESOURCE"), timeout=300, what="job end")
+    wait(
+        lambda: job_status(job) in ("SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_NO_RESOURCE"),
+        timeout=300,
+        what="job end",
+    )
     s = store()
     assert s.job(job).status == "SUCCEEDED", s.job(job).message
     atts = s.attempts(job)
@@ -125,7 +135,10 @@ def test_killed_controller_is_adopted_and_the_job_runs_once(env, tmp_path):
     time.sleep(3.5)  # the heartbeat goes stale (SPOTRAIN_HEARTBEAT_STALE=3)
     assert spotrain("status", str(job)).returncode == 0  # any command adopts
     # the adopter takes over (it may finish the job before the test looks: then no pid is left)
-    wait(lambda: "adopt" in [e.kind for e in store().events(job)] and store().job(job).controller_pid != first, what="a new controller")
+    wait(
+        lambda: "adopt" in [e.kind for e in store().events(job)] and store().job(job).controller_pid != first,
+        what="a new controller",
+    )
     wait(lambda: job_status(job) == "SUCCEEDED", timeout=300, what="job end")
     s = store()
     atts = s.attempts(job)
@@ -140,8 +153,16 @@ def test_ten_concurrent_launches_keep_every_row(env, tmp_path, monkeypatch):
     # the test's 3 s, and an adoption adds an event; adoption has its own test
     monkeypatch.setenv("SPOTRAIN_HEARTBEAT_STALE", "60")
     recipe = write(tmp_path, tiny_recipe(data__sources=[{"type": "files", "paths": ["missing/*.txt"]}]))
-    procs = [subprocess.Popen([sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--detach", "--no-live"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(10)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--detach", "--no-live"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(10)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o for p, o in zip(procs, outs) if p.returncode != 0]
     ids = sorted(int(o.split("job ", 1)[1].split()[0]) for o, _ in outs)
@@ -159,7 +180,9 @@ def test_ten_concurrent_launches_keep_every_row(env, tmp_path, monkeypatch):
         assert c.execute(text("PRAGMA integrity_check")).scalar() == "ok"
 
 
-@pytest.mark.xdist_group("cpu-timed")  # not beside test_scheduler's job bursts: their load outruns the stop estimate
+@pytest.mark.xdist_group(
+    "cpu-timed"
+)  # not beside test_scheduler's job bursts: their load outruns the stop estimate
 def test_budget_cap_stops_gracefully_with_a_usable_checkpoint(env, tmp_path):
     """The cap is reached mid-training: the graceful stop starts before it (save estimate + ticks),
     the checkpoint is usable, spend stays within the cap. The cap is lowered to what is spent plus
@@ -169,11 +192,19 @@ def test_budget_cap_stops_gracefully_with_a_usable_checkpoint(env, tmp_path):
     from spotrain.jobs.db import Job
     from spotrain.recipes.runtime.train import checkpoint
 
-    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=5000, budget={"max_cost": 1.0}, resources={"spot": False}))
+    recipe = write(
+        tmp_path, tiny_recipe(**SLOW, train__steps=5000, budget={"max_cost": 1.0}, resources={"spot": False})
+    )
     out = tmp_path / "launch.out"
     with out.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--no-live", "--force"],
-                                stdout=fh, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--no-live", "--force"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env},
+            cwd=ROOT,
+        )
         try:
             job_id = wait(lambda: store().jobs() and store().jobs()[-1].id, what="the job")
             wait(lambda: current_step(job_id) >= 3, what="training")
@@ -199,7 +230,10 @@ def test_budget_cap_stops_gracefully_with_a_usable_checkpoint(env, tmp_path):
     assert att.end_reason == "budget" and att.exit_code in (143, 4), att.exit_code
     evs = [json.loads(l) for l in (Path(att.handle["dir"]) / "events.jsonl").read_text().splitlines()]
     saved = [e for e in evs if e["event"] == "checkpoint_saved"][-1]
-    assert saved["reason"] == {143: "signal", 4: "limit"}[att.exit_code] and saved["step"] == found.step == att.last_step
+    assert (
+        saved["reason"] == {143: "signal", 4: "limit"}[att.exit_code]
+        and saved["step"] == found.step == att.last_step
+    )
 
 
 def test_launch_refuses_a_plan_above_the_budget(env, tmp_path):
@@ -210,20 +244,34 @@ def test_launch_refuses_a_plan_above_the_budget(env, tmp_path):
 
 
 def test_setup_failure_crash_and_bad_job_ids(env, tmp_path):
-    setup = write(tmp_path, tiny_recipe(data__sources=[{"type": "files", "paths": ["nope.txt"]}]), "setup.yaml")
+    setup = write(
+        tmp_path, tiny_recipe(data__sources=[{"type": "files", "paths": ["nope.txt"]}]), "setup.yaml"
+    )
     res = spotrain("launch", str(setup), "--yes", "--no-live")
     assert res.returncode == 1 and "FAILED_SETUP: error: data.sources[0]: file '" in res.stdout
     assert f"{tmp_path / 'nope.txt'}' not found" in res.stdout
     crash = write(tmp_path, tiny_recipe(data__augment=[{"fn": "aug_helpers:boom"}]), "crash.yaml")
     res = spotrain("launch", str(crash), "--yes", "--no-live")
-    assert res.returncode == 1 and "FAILED: internal error: RuntimeError: user augmentation crashed" in res.stdout
+    assert (
+        res.returncode == 1
+        and "FAILED: internal error: RuntimeError: user augmentation crashed" in res.stdout
+    )
     s = store()
     jobs = s.jobs()
     assert [j.status for j in jobs] == ["FAILED_SETUP", "FAILED"]
     assert len(s.attempts(jobs[1].id)) == 1, "a crash is not retried as a preemption"
-    for cmd in (["status", "99"], ["logs", "99"], ["cancel", "99"], ["preempt", "99"], ["events", "99"], ["cost", "99"]):
+    for cmd in (
+        ["status", "99"],
+        ["logs", "99"],
+        ["cancel", "99"],
+        ["preempt", "99"],
+        ["events", "99"],
+        ["cost", "99"],
+    ):
         r = spotrain(*cmd)
-        assert r.returncode == 2 and r.stderr.strip() == "error: no job 99 — see `spotrain status` for job ids", cmd
+        assert (
+            r.returncode == 2 and r.stderr.strip() == "error: no job 99 — see `spotrain status` for job ids"
+        ), cmd
     r = spotrain("cancel", str(jobs[0].id))
     assert r.returncode == 2 and "already ended (FAILED_SETUP)" in r.stderr
     logs = spotrain("logs", str(jobs[0].id))
@@ -243,8 +291,14 @@ def test_deadline_stops_the_job_with_a_checkpoint(env, tmp_path):
     recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=5000, budget={"deadline": "15m"}))
     out = tmp_path / "launch.out"
     with out.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--no-live", "--force"],
-                                stdout=fh, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spotrain", "launch", str(recipe), "--yes", "--no-live", "--force"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **env},
+            cwd=ROOT,
+        )
         try:
             job_id = wait(lambda: store().jobs() and store().jobs()[-1].id, what="the job")
             wait(lambda: current_step(job_id) >= 3, what="training")
@@ -259,14 +313,25 @@ def test_deadline_stops_the_job_with_a_checkpoint(env, tmp_path):
     job = s.job(job_id)
     assert job.status == "STOPPED_DEADLINE" and job.ended <= job.deadline + 3
     att = s.attempts(job.id)[-1]
-    assert att.end_reason == "deadline" and att.exit_code in (143, 4), att.exit_code  # the controller's SIGTERM or its own stop
+    assert att.end_reason == "deadline" and att.exit_code in (143, 4), (
+        att.exit_code
+    )  # the controller's SIGTERM or its own stop
     assert att.last_step >= 3 and checkpoint.latest(Path(job.workdir) / "checkpoints").step == att.last_step
 
 
 @pytest.mark.slow(80)
 def test_random_hazard_and_trace_replay_preempt_and_recover(env, tmp_path):
-    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=150, train__checkpoints={"every_steps": 10, "every_minutes": None, "keep_last": 2}))
-    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-every", "6s", "--seed", "3", "--grace", "30s")
+    recipe = write(
+        tmp_path,
+        tiny_recipe(
+            **SLOW,
+            train__steps=150,
+            train__checkpoints={"every_steps": 10, "every_minutes": None, "keep_last": 2},
+        ),
+    )
+    res = spotrain(
+        "launch", str(recipe), "--yes", "--no-live", "--preempt-every", "6s", "--seed", "3", "--grace", "30s"
+    )
     assert res.returncode == 0, res.stdout[-2000:]
     s = store()
     job = s.jobs()[-1]
@@ -276,7 +341,18 @@ def test_random_hazard_and_trace_replay_preempt_and_recover(env, tmp_path):
     # a trace whose spot capacity disappears after 2 ticks: failover moves the job to on-demand
     trace = tmp_path / "trace.json"
     trace.write_text(json.dumps({"metadata": {"gap_seconds": 3600}, "data": [1] * 2 + [0] * 50}))
-    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-trace", str(trace), "--trace-speed", "900", "--grace", "30s")
+    res = spotrain(
+        "launch",
+        str(recipe),
+        "--yes",
+        "--no-live",
+        "--preempt-trace",
+        str(trace),
+        "--trace-speed",
+        "900",
+        "--grace",
+        "30s",
+    )
     assert res.returncode == 0, res.stdout[-2000:]
     job = s.jobs()[-1]
     atts = s.attempts(job.id)
@@ -293,18 +369,40 @@ def test_spot_policy_waits_out_a_short_outage_and_meets_the_deadline(env, tmp_pa
     spot is still down. With minutes of slack and a short job, waiting costs nothing that
     on-demand later would not (the policy's decision table), so it waits, resumes on spot and
     finishes in time."""
-    recipe = write(tmp_path, tiny_recipe(**SLOW, train__steps=400, train__checkpoints={"every_steps": 20, "every_minutes": None, "keep_last": 2},
-                                         budget={"deadline": "240s"}, recovery={"policy": "spotrain"}))
+    recipe = write(
+        tmp_path,
+        tiny_recipe(
+            **SLOW,
+            train__steps=400,
+            train__checkpoints={"every_steps": 20, "every_minutes": None, "keep_last": 2},
+            budget={"deadline": "240s"},
+            recovery={"policy": "spotrain"},
+        ),
+    )
     trace = tmp_path / "trace.json"
     trace.write_text(json.dumps({"metadata": {"gap_seconds": 3600}, "data": [1, 1] + [0] * 8 + [1] * 50}))
-    res = spotrain("launch", str(recipe), "--yes", "--no-live", "--preempt-trace", str(trace), "--trace-speed", "900", "--grace", "30s")
+    res = spotrain(
+        "launch",
+        str(recipe),
+        "--yes",
+        "--no-live",
+        "--preempt-trace",
+        str(trace),
+        "--trace-speed",
+        "900",
+        "--grace",
+        "30s",
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     s = store()
     job = s.jobs()[-1]
     kinds = [("spot" if a.spot else "on-demand", a.end_reason) for a in s.attempts(job.id)]
     assert kinds == [("spot", "preempted"), ("spot", "succeeded")], kinds
     assert job.status == "SUCCEEDED" and job.ended <= job.deadline
-    assert any(e.kind == "policy" and e.message.startswith("spotrain: waiting for spot (slack") for e in s.events(job.id))
+    assert any(
+        e.kind == "policy" and e.message.startswith("spotrain: waiting for spot (slack")
+        for e in s.events(job.id)
+    )
     rep = json.loads(spotrain("cost", str(job.id), "--json").stdout)
     assert math.isclose(sum(r["cost"] for r in rep["attempts"]), s.spend(job.id), rel_tol=1e-12)
 
@@ -320,7 +418,11 @@ def test_greedy_policy_moves_a_running_spot_job_to_on_demand_at_the_last_safe_mo
     from spotrain.jobs.limits import DEFAULT_SAVE_SECONDS, EXIT_SECONDS
     from spotrain.jobs.live_policy import RESTART_MARGIN
 
-    base = dict(**SLOW, train__steps=600, train__checkpoints={"every_steps": 100000, "every_minutes": None, "keep_last": 2})
+    base = dict(
+        **SLOW,
+        train__steps=600,
+        train__checkpoints={"every_steps": 100000, "every_minutes": None, "keep_last": 2},
+    )
     calib = write(tmp_path, tiny_recipe(**base), name="calib.yaml")
     assert spotrain("launch", str(calib), "--yes", "--no-live").returncode == 0
     s = store()
@@ -332,7 +434,9 @@ def test_greedy_policy_moves_a_running_spot_job_to_on_demand_at_the_last_safe_mo
     reserve = DEFAULT_SAVE_SECONDS + step_s + EXIT_SECONDS + 4
     # slack at the first step = work/2 + one restart: the switch comes about half-way through
     deadline = start_s + reserve + work + work / 2 + overhead
-    recipe = write(tmp_path, tiny_recipe(**base, budget={"deadline": f"{deadline:.0f}s"}, recovery={"policy": "greedy"}))
+    recipe = write(
+        tmp_path, tiny_recipe(**base, budget={"deadline": f"{deadline:.0f}s"}, recovery={"policy": "greedy"})
+    )
     res = spotrain("launch", str(recipe), "--yes", "--no-live", "--grace", "30s", "--force")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     job = s.jobs()[-1]
@@ -341,4 +445,7 @@ def test_greedy_policy_moves_a_running_spot_job_to_on_demand_at_the_last_safe_mo
     assert kinds == [("spot", "switched"), ("on-demand", "succeeded")], (kinds, deadline)
     assert atts[1].first_step == atts[0].last_step + 1  # resumed from the checkpoint the switch saved
     assert job.status == "SUCCEEDED" and job.ended <= job.deadline
-    assert any(e.kind == "switch" and e.message.startswith("greedy: on-demand in lab/lab-1") for e in s.events(job.id))
+    assert any(
+        e.kind == "switch" and e.message.startswith("greedy: on-demand in lab/lab-1")
+        for e in s.events(job.id)
+    )

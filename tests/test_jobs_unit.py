@@ -16,8 +16,17 @@ from spotrain.jobs import recovery
 from spotrain.jobs.db import SCHEMA_VERSION, connect
 from spotrain.jobs.preemption import Injector
 from spotrain.units import parse_seconds
-from spotrain.jobs.states import (REQUEST_TRANSITIONS, TERMINAL, TRANSITIONS, EndReason, JobStatus, Request, TransitionError,
-                                  check_request, check_transition)
+from spotrain.jobs.states import (
+    REQUEST_TRANSITIONS,
+    TERMINAL,
+    TRANSITIONS,
+    EndReason,
+    JobStatus,
+    Request,
+    TransitionError,
+    check_request,
+    check_transition,
+)
 from spotrain.jobs.store import JobNotFound, Store
 
 
@@ -27,8 +36,20 @@ def test_state_machine_is_complete_and_terminal_states_are_final():
         assert s.is_terminal() == (s in TERMINAL)
         if s.is_terminal():
             assert TRANSITIONS[s] == frozenset()
-    for required in ("PENDING", "PROVISIONING", "RUNNING", "PREEMPTED", "RECOVERING", "SUCCEEDED", "FAILED_SETUP", "FAILED",
-                     "FAILED_NO_RESOURCE", "CANCELLED", "STOPPED_BUDGET", "STOPPED_DEADLINE"):
+    for required in (
+        "PENDING",
+        "PROVISIONING",
+        "RUNNING",
+        "PREEMPTED",
+        "RECOVERING",
+        "SUCCEEDED",
+        "FAILED_SETUP",
+        "FAILED",
+        "FAILED_NO_RESOURCE",
+        "CANCELLED",
+        "STOPPED_BUDGET",
+        "STOPPED_DEADLINE",
+    ):
         assert JobStatus(required)
     check_transition(JobStatus.RUNNING, JobStatus.PREEMPTED)
     with pytest.raises(TransitionError, match="SUCCEEDED to RUNNING"):
@@ -38,7 +59,9 @@ def test_state_machine_is_complete_and_terminal_states_are_final():
 
 
 def offer(region, spot, cloud="aws", price=1.0):
-    return Offer(cloud, region, "", "g6.xlarge", "L4", 1, 4, 16, spot=spot, hourly=price, on_demand_hourly=3.0)
+    return Offer(
+        cloud, region, "", "g6.xlarge", "L4", 1, 4, 16, spot=spot, hourly=price, on_demand_hourly=3.0
+    )
 
 
 OFFERS = [offer("r1", True), offer("r2", True), offer("r3", True), offer("r1", False)]
@@ -56,7 +79,9 @@ def test_recovery_strategies_follow_their_event_sequences():
         seq.append(nxt.region)
         hist.append(nxt)
     assert seq == ["r2", "r3", "r1"]
-    assert recovery.choose("next-region", OFFERS, hist, False) is None, "EAGER_NEXT_REGION never goes on-demand"
+    assert recovery.choose("next-region", OFFERS, hist, False) is None, (
+        "EAGER_NEXT_REGION never goes on-demand"
+    )
     assert recovery.choose("on-demand-fallback", OFFERS, h, True) == OFFERS[3]
     # failover: R1s → R1s → R2s → on-demand after 3 spot preemptions
     hist = [OFFERS[0]]
@@ -75,7 +100,9 @@ def test_injector_hazard_is_seeded_and_trace_replays(tmp_path):
     times_a = [t for t in range(0, 200) if a.due(float(t), -1.0)]
     times_b = [t for t in range(0, 200) if b.due(float(t), -1.0)]
     assert times_a == times_b and 8 <= len(times_a) <= 40
-    assert [t for t in range(0, 200) if Injector(start=0.0, every=10.0, seed=8).due(float(t), -1.0)] != times_a
+    assert [
+        t for t in range(0, 200) if Injector(start=0.0, every=10.0, seed=8).due(float(t), -1.0)
+    ] != times_a
     trace = tmp_path / "t.json"
     trace.write_text(json.dumps({"metadata": {"gap_seconds": 600}, "data": [1, 1, 0, 1]}))
     inj = Injector.from_options({"preempt_trace": str(trace), "trace_speed": 600.0}, start=100.0)
@@ -87,15 +114,29 @@ def test_injector_hazard_is_seeded_and_trace_replays(tmp_path):
     # the one duration parser serves recipes (a unit required), schedules (days) and the CLI alike
     from spotrain.recipes.schema.budget import parse_duration
 
-    assert parse_seconds("7d") == 7 * 86400 and parse_seconds("30") == 30 and parse_duration("36h").total_seconds() == 36 * 3600
+    assert (
+        parse_seconds("7d") == 7 * 86400
+        and parse_seconds("30") == 30
+        and parse_duration("36h").total_seconds() == 36 * 3600
+    )
     with pytest.raises(ValueError, match="is not NUMBER\\+UNIT"):
         parse_seconds("30", unit_required=True)
 
 
 def test_store_ledger_sums_attempts_exactly(tmp_path):
     store = Store(connect(f"sqlite:///{tmp_path / 'j.db'}"))
-    jid = store.create_job(name="x", backend="local", recipe_yaml="", recipe_dir="", offers=[], options={}, workdir="",
-                           max_cost=None, deadline=None, now=1000.0)
+    jid = store.create_job(
+        name="x",
+        backend="local",
+        recipe_yaml="",
+        recipe_dir="",
+        offers=[],
+        options={},
+        workdir="",
+        max_cost=None,
+        deadline=None,
+        now=1000.0,
+    )
     a1 = store.start_attempt(jid, offer("r1", True, price=0.36), "local", True, 1000.0)
     for t in range(1001, 1011):
         store.bill(a1, float(t))
@@ -106,18 +147,38 @@ def test_store_ledger_sums_attempts_exactly(tmp_path):
     store.end_attempt(a2, EndReason.SUCCEEDED, 0, 1017.5)
     atts = store.attempts(jid)
     assert [a.number for a in atts] == [1, 2]
-    assert atts[0].cost == pytest.approx(0.36 * 10 / 3600) and atts[1].cost == pytest.approx(1.08 * 5.5 / 3600)
-    assert store.spend(jid) == math.fsum(e.amount for e in store.ledger(jid)) == pytest.approx(math.fsum(a.cost for a in atts))
+    assert atts[0].cost == pytest.approx(0.36 * 10 / 3600) and atts[1].cost == pytest.approx(
+        1.08 * 5.5 / 3600
+    )
+    assert (
+        store.spend(jid)
+        == math.fsum(e.amount for e in store.ledger(jid))
+        == pytest.approx(math.fsum(a.cost for a in atts))
+    )
     spans = [(e.start, e.end) for e in store.ledger(jid) if e.attempt_id == a1]
-    assert spans[0][0] == 1000.0 and spans[-1][1] == 1010.0 and all(x[1] == y[0] for x, y in zip(spans, spans[1:]))
+    assert (
+        spans[0][0] == 1000.0
+        and spans[-1][1] == 1010.0
+        and all(x[1] == y[0] for x, y in zip(spans, spans[1:]))
+    )
     with pytest.raises(JobNotFound, match="no job 99"):
         store.job(99)
 
 
 def test_transition_rules_and_requests(tmp_path):
     store = Store(connect(f"sqlite:///{tmp_path / 'j.db'}"))
-    jid = store.create_job(name="x", backend="local", recipe_yaml="", recipe_dir="", offers=[], options={}, workdir="",
-                           max_cost=None, deadline=None, now=0.0)
+    jid = store.create_job(
+        name="x",
+        backend="local",
+        recipe_yaml="",
+        recipe_dir="",
+        offers=[],
+        options={},
+        workdir="",
+        max_cost=None,
+        deadline=None,
+        now=0.0,
+    )
     store.transition(jid, JobStatus.PROVISIONING, 1.0)
     with pytest.raises(TransitionError):
         store.transition(jid, JobStatus.PENDING, 2.0)
@@ -155,13 +216,25 @@ def test_request_table_covers_every_request():
             assert Request.CANCEL in allowed, old
         check_request(old, None)  # an ended attempt clears any request
     assert REQUEST_TRANSITIONS[Request.CANCEL] == {Request.STOPPING_CANCEL}
-    assert [r.reason for r in Request if r.stopping] == ["cancel", "budget", "deadline"] and Request.stop("budget") is Request.STOPPING_BUDGET
+    assert [r.reason for r in Request if r.stopping] == ["cancel", "budget", "deadline"] and Request.stop(
+        "budget"
+    ) is Request.STOPPING_BUDGET
 
 
 def test_controller_lease_is_exclusive_until_stale(tmp_path):
     store = Store(connect(f"sqlite:///{tmp_path / 'j.db'}"))
-    jid = store.create_job(name="x", backend="local", recipe_yaml="", recipe_dir="", offers=[], options={}, workdir="",
-                           max_cost=None, deadline=None, now=0.0)
+    jid = store.create_job(
+        name="x",
+        backend="local",
+        recipe_yaml="",
+        recipe_dir="",
+        offers=[],
+        options={},
+        workdir="",
+        max_cost=None,
+        deadline=None,
+        now=0.0,
+    )
     assert store.claim_controller(jid, 111, 100.0, stale_after=15)
     assert not store.claim_controller(jid, 222, 105.0, stale_after=15)
     assert store.heartbeat(jid, 111, 110.0) and not store.heartbeat(jid, 222, 110.0)
@@ -188,11 +261,29 @@ def test_offers_round_trip_through_the_job_row_as_the_one_offer_type(tmp_path):
     from spotrain.launcher.backends.skypilot import managed_offer
 
     store = Store(connect(f"sqlite:///{tmp_path / 'j.db'}"))
-    planned = [replace(offer("r1", True), hours=2.0, cost=2.0, on_demand_cost=6.0), offer("r2", False, price=3.0)]
+    planned = [
+        replace(offer("r1", True), hours=2.0, cost=2.0, on_demand_cost=6.0),
+        offer("r2", False, price=3.0),
+    ]
     managed = managed_offer(planned)
-    assert managed.managed and managed.hourly == 3.0 and managed.spot and [c.region for c in managed.choices] == ["r1", "r2"]
-    jid = store.create_job(name="x", backend="sky", recipe_yaml="", recipe_dir="", offers=planned + [managed], options={}, workdir="",
-                           max_cost=None, deadline=None, now=1000.0)
+    assert (
+        managed.managed
+        and managed.hourly == 3.0
+        and managed.spot
+        and [c.region for c in managed.choices] == ["r1", "r2"]
+    )
+    jid = store.create_job(
+        name="x",
+        backend="sky",
+        recipe_yaml="",
+        recipe_dir="",
+        offers=planned + [managed],
+        options={},
+        workdir="",
+        max_cost=None,
+        deadline=None,
+        now=1000.0,
+    )
     back = store.job(jid).offers
     assert all(isinstance(o, Offer) for o in back) and back == planned + [managed]
     assert back[0].savings == pytest.approx(1 - 2.0 / 6.0) and back[1].cost is None
@@ -200,6 +291,18 @@ def test_offers_round_trip_through_the_job_row_as_the_one_offer_type(tmp_path):
     a = store.start_attempt(jid, back[2], "sky", False, 1000.0)
     att = store.attempt(a)
     assert att.offer == managed and (att.cloud, att.spot, att.price) == ("skypilot", True, 3.0)
-    nan = Offer("slurm", "x", "", "2CPU--4GB", "", float("nan"), float("nan"), float("nan"), spot=False, hourly=0.1, on_demand_hourly=0.1)
+    nan = Offer(
+        "slurm",
+        "x",
+        "",
+        "2CPU--4GB",
+        "",
+        float("nan"),
+        float("nan"),
+        float("nan"),
+        spot=False,
+        hourly=0.1,
+        on_demand_hourly=0.1,
+    )
     assert nan == Offer.from_json(nan.to_json()) and nan.vcpus == 0.0
     assert json.dumps(nan.to_json(), allow_nan=False)

@@ -71,7 +71,13 @@ def imports() -> dict[str, set[tuple[str, str]]]:
 
 
 def test_nothing_but_the_entry_point_imports_the_cli():
-    offenders = sorted(f for u, edges in imports().items() if u not in ("launcher.cli", "entry") for v, f in edges if v == "launcher.cli")
+    offenders = sorted(
+        f
+        for u, edges in imports().items()
+        if u not in ("launcher.cli", "entry")
+        for v, f in edges
+        if v == "launcher.cli"
+    )
     assert offenders == [], f"these modules import launcher/cli (the top layer): {offenders}"
 
 
@@ -85,7 +91,7 @@ def test_no_import_cycle_between_top_level_packages():
         path.append(u)
         for v in sorted(graph.get(u, ())):
             if seen.get(v) == 1:
-                return path[path.index(v):] + [v]
+                return path[path.index(v) :] + [v]
             if v not in seen and (cycle := visit(v)):
                 return cycle
         seen[u] = 2
@@ -109,6 +115,10 @@ def test_the_database_is_written_only_by_its_data_access_modules():
             if rel in allowed:
                 continue
             for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Attribute) and node.attr == "session" and isinstance(node.ctx, ast.Load):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "session"
+                    and isinstance(node.ctx, ast.Load)
+                ):
                     offenders.append(f"{rel}:{node.lineno}")
     assert not offenders, offenders

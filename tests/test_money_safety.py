@@ -19,7 +19,11 @@ from spotrain.jobs.states import Request
 from spotrain.pricing.offer import Offer
 from conftest import ROOT, lab_home, spotrain, tiny_recipe, wait
 
-SLOW = dict(train__batch_size=8, train__steps=5000, train__checkpoints={"every_steps": 200, "every_minutes": None, "keep_last": 2})
+SLOW = dict(
+    train__batch_size=8,
+    train__steps=5000,
+    train__checkpoints={"every_steps": 200, "every_minutes": None, "keep_last": 2},
+)
 PRICE = 3.6  # the lab box on demand, $/h
 TICK = PRICE * 1.0 / 3600  # one controller tick's bill
 
@@ -96,11 +100,17 @@ def test_budget_cap_holds_while_the_controller_is_dead(env, tmp_path):
     killed_at = time.time()
     moment, _ = move_limit_then_kill_controller(job_id, max_cost=cap)
     # no spotrain command from here on: the attempt stops itself, its runner brings a controller back
-    wait(lambda: store().job(job_id).status in ("STOPPED_BUDGET", "FAILED", "SUCCEEDED"), timeout=150, what="the job to end")
+    wait(
+        lambda: store().job(job_id).status in ("STOPPED_BUDGET", "FAILED", "SUCCEEDED"),
+        timeout=150,
+        what="the job to end",
+    )
     s = store()
     job, att = s.job(job_id), s.attempts(job_id)[0]
     assert job.status == "STOPPED_BUDGET", job.message
-    assert (att.end_reason, att.exit_code) == ("budget", 4), "the attempt stopped itself (exit 4), nobody killed it"
+    assert (att.end_reason, att.exit_code) == ("budget", 4), (
+        "the attempt stopped itself (exit 4), nobody killed it"
+    )
     assert s.spend(job_id) <= cap + TICK
     evs = attempt_events(att)
     stop = [e for e in evs if e["event"] == "stopped_at_limit"]
@@ -109,8 +119,12 @@ def test_budget_cap_holds_while_the_controller_is_dead(env, tmp_path):
     exit_rec = json.loads((Path(att.handle["dir"]) / "exit.json").read_text())
     assert exit_rec["time"] <= moment + 1.0  # ended by its stop-by moment (the kill window is 2 ticks)
     ledger = s.ledger(job_id)
-    assert ledger[-1].end == pytest.approx(exit_rec["time"])  # billed up to the attempt's end, not to the adoption
-    assert all(a.end == pytest.approx(b.start) for a, b in zip(ledger, ledger[1:]))  # contiguous: nothing dropped
+    assert ledger[-1].end == pytest.approx(
+        exit_rec["time"]
+    )  # billed up to the attempt's end, not to the adoption
+    assert all(
+        a.end == pytest.approx(b.start) for a, b in zip(ledger, ledger[1:])
+    )  # contiguous: nothing dropped
     adopt = [e for e in s.events(job_id) if e.kind == "adopt"]
     assert adopt and adopt[0].time > killed_at
 
@@ -120,7 +134,11 @@ def test_deadline_holds_while_the_controller_is_dead(env, tmp_path):
     job_id = launch_and_train(write(tmp_path, tiny_recipe(**SLOW)))
     deadline = time.time() + 30
     moment, _ = move_limit_then_kill_controller(job_id, deadline=deadline)
-    wait(lambda: store().job(job_id).status in ("STOPPED_DEADLINE", "FAILED", "SUCCEEDED"), timeout=150, what="the job to end")
+    wait(
+        lambda: store().job(job_id).status in ("STOPPED_DEADLINE", "FAILED", "SUCCEEDED"),
+        timeout=150,
+        what="the job to end",
+    )
     s = store()
     job, att = s.job(job_id), s.attempts(job_id)[0]
     assert job.status == "STOPPED_DEADLINE", job.message
@@ -140,16 +158,37 @@ def test_status_says_at_least_while_no_controller_bills(env, tmp_path):
 
     s = store()
     recipe = tiny_recipe()
-    job_id = s.create_job(name="t", backend="local", recipe_yaml=yaml.safe_dump(recipe), recipe_dir=str(tmp_path), offers=[],
-                          options={}, workdir=str(tmp_path / "job"), max_cost=5.0, deadline=None, now=time.time() - 100)
+    job_id = s.create_job(
+        name="t",
+        backend="local",
+        recipe_yaml=yaml.safe_dump(recipe),
+        recipe_dir=str(tmp_path),
+        offers=[],
+        options={},
+        workdir=str(tmp_path / "job"),
+        max_cost=5.0,
+        deadline=None,
+        now=time.time() - 100,
+    )
     (tmp_path / "job").mkdir()
     s.transition(job_id, JobStatus.PROVISIONING, time.time() - 99)
     sleeper = subprocess.Popen(["sleep", "120"], start_new_session=True)
     try:
-        offer = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=PRICE, on_demand_hourly=PRICE)
+        offer = Offer(
+            "lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=PRICE, on_demand_hourly=PRICE
+        )
         a = s.start_attempt(job_id, offer, "local", True, time.time() - 99)
-        s.set_handle(a, {"pid": sleeper.pid, "pgid": sleeper.pid, "start_time": _proc_start_time(sleeper.pid), "dir": str(tmp_path / "job"),
-                         "exit_file": str(tmp_path / "job" / "exit.json"), "log": str(tmp_path / "job" / "attempt.log")})
+        s.set_handle(
+            a,
+            {
+                "pid": sleeper.pid,
+                "pgid": sleeper.pid,
+                "start_time": _proc_start_time(sleeper.pid),
+                "dir": str(tmp_path / "job"),
+                "exit_file": str(tmp_path / "job" / "exit.json"),
+                "log": str(tmp_path / "job" / "attempt.log"),
+            },
+        )
         s.transition(job_id, JobStatus.RUNNING, time.time() - 99)
         s.claim_controller(job_id, 999999, time.time() - 90, 15)  # a controller that died 90 s ago
         res = spotrain("status", str(job_id), "--json")
@@ -173,8 +212,14 @@ def test_run_stops_itself_before_its_stop_by_moment(tmp_path):
     limits = tmp_path / "limits.json"
     limits.write_text(json.dumps({"stop_by": None, "reason": None}))
     env = {"SPOTRAIN_STEP_SLEEP": "0.045", "SPOTRAIN_LIMITS_FILE": str(limits)}
-    proc = subprocess.Popen([sys.executable, "-m", "spotrain", "run", str(recipe), "--workdir", str(tmp_path / "w")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spotrain", "run", str(recipe), "--workdir", str(tmp_path / "w")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    )
     events = tmp_path / "w" / "events.jsonl"
     wait(lambda: events.exists() and '"step"' in events.read_text(), what="training")
     moment = time.time() + 12
@@ -184,20 +229,31 @@ def test_run_stops_itself_before_its_stop_by_moment(tmp_path):
     assert proc.returncode == 4, out[-2000:]
     assert ended <= moment + 1.0
     evs = [json.loads(line) for line in events.read_text().splitlines()]
-    assert evs[-1]["event"] == "run_end" and evs[-1]["status"] == "stopped" and evs[-1]["reason"] == "deadline"
+    assert (
+        evs[-1]["event"] == "run_end" and evs[-1]["status"] == "stopped" and evs[-1]["reason"] == "deadline"
+    )
     saved = [e for e in evs if e["event"] == "checkpoint_saved"][-1]
     assert saved["reason"] == "limit" and saved["step"] == evs[-1]["step"]
     assert "stopping before the deadline stop-by moment" in out
 
     # a moment already past at start: nothing to train, nothing new to save, exit 4 at once
-    res = spotrain("run", str(recipe), "--workdir", str(tmp_path / "w"), env={"SPOTRAIN_STOP_BY": repr(time.time() - 1)}, timeout=120)
+    res = spotrain(
+        "run",
+        str(recipe),
+        "--workdir",
+        str(tmp_path / "w"),
+        env={"SPOTRAIN_STOP_BY": repr(time.time() - 1)},
+        timeout=120,
+    )
     assert res.returncode in (4, 5), res.stdout + res.stderr
 
 
 def test_watchdog_ends_a_process_at_its_moment(tmp_path):
-    code = ("import time, os; os.environ['SPOTRAIN_STOP_BY'] = repr(time.time() + 1.0)\n"
-            "from spotrain.recipes.runtime.train.stop_by import StopBy\n"
-            "StopBy().start_watchdog(); time.sleep(60)\n")
+    code = (
+        "import time, os; os.environ['SPOTRAIN_STOP_BY'] = repr(time.time() + 1.0)\n"
+        "from spotrain.recipes.runtime.train.stop_by import StopBy\n"
+        "StopBy().start_watchdog(); time.sleep(60)\n"
+    )
     t0 = time.monotonic()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 5 and "ending now so the limit holds" in res.stderr
@@ -207,7 +263,8 @@ def test_watchdog_ends_a_process_at_its_moment(tmp_path):
 def test_stop_by_arithmetic():
     from spotrain.jobs import limits
 
-    # $3.60/h, $1 left of a $2 cap at t=1000: the cap is reached 1000 s later; the attempt must be gone 2 ticks before
+    # $3.60/h, $1 left of a $2 cap at t=1000: the cap is reached 1000 s later; the attempt must be gone
+    # 2 ticks before
     s = limits.stop_by(2.0, None, 1.0, 1000.0, 3.6, tick=1.0)
     assert (s.at, s.reason) == (pytest.approx(1998.0), "budget")
     # billing does not move the moment: spend and billed_until advance together

@@ -34,8 +34,14 @@ def assert_learns(work: Path):
 
 
 def test_clm_gpt2_full_run_outputs_and_events(tmp_path):
-    recipe = tiny_recipe(train__steps=40, train__eval_every=20,
-                         eval__prompts=[{"prompt": "import json\n", "reference": "import sys\n"}, {"prompt": "def ", "reference": "main():\n"}])
+    recipe = tiny_recipe(
+        train__steps=40,
+        train__eval_every=20,
+        eval__prompts=[
+            {"prompt": "import json\n", "reference": "import sys\n"},
+            {"prompt": "def ", "reference": "main():\n"},
+        ],
+    )
     work, res = run(tmp_path, recipe)
     assert "parameters" in res.stdout and "MFLOP per training token" in res.stdout
     evs = events(work)
@@ -79,7 +85,10 @@ def test_sft_llama_run_learns_the_response_only(tmp_path):
     recipe = tiny_recipe(
         data__sources=[{"type": "files", "paths": [str(tmp_path / "pairs.jsonl")], "format": "jsonl"}],
         data__clean={"near_dedup": {"enabled": False}},
-        model__family="llama", model__kv_heads=1, train__objective="sft", train__steps=40,
+        model__family="llama",
+        model__kv_heads=1,
+        train__objective="sft",
+        train__steps=40,
     )
     work, _ = run(tmp_path, recipe)
     assert_learns(work)
@@ -90,7 +99,9 @@ def test_sft_llama_run_learns_the_response_only(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_data_parallel_on_cpu(tmp_path):
-    recipe = tiny_recipe(train__steps=12, train__checkpoints={"every_steps": 6, "every_minutes": None, "keep_last": 3})
+    recipe = tiny_recipe(
+        train__steps=12, train__checkpoints={"every_steps": 6, "every_minutes": None, "keep_last": 3}
+    )
     work, res = run(tmp_path, recipe, "--nproc", "2")
     start = next(e for e in events(work) if e["event"] == "run_start")
     assert start["world_size"] == 2
@@ -109,8 +120,12 @@ def test_two_process_data_parallel_on_cpu(tmp_path):
 def test_fine_tune_from_a_local_model_folder(tmp_path):
     base, _ = run(tmp_path / "base", tiny_recipe(train__steps=10))
     model_dir = base / "model"
-    ft = tiny_recipe(model={"from": str(model_dir)}, data__tokenizer={"type": "pretrained", "path": str(model_dir)},
-                     train__steps=6, train__lr=1e-3)
+    ft = tiny_recipe(
+        model={"from": str(model_dir)},
+        data__tokenizer={"type": "pretrained", "path": str(model_dir)},
+        train__steps=6,
+        train__lr=1e-3,
+    )
     work, res = run(tmp_path / "ft", ft)
     assert f"model {model_dir}" in res.stdout
     first = next(e for e in events(work) if e["event"] == "step")

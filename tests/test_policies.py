@@ -28,7 +28,9 @@ SAFE = [p for p in ONLINE if REGISTRY[p].deadline_safe]
 def tl(up, work, overhead, spot=SP, od=OD, checkpoint=None) -> Timeline:
     up = np.atleast_2d(np.asarray(up, dtype=bool))
     price = np.broadcast_to(np.asarray(spot, dtype=float), up.shape).astype(float)
-    return Timeline(tuple(f"z{i}" for i in range(up.shape[0])), 3600.0, up, price.copy(), od, work, overhead, checkpoint)
+    return Timeline(
+        tuple(f"z{i}" for i in range(up.shape[0])), 3600.0, up, price.copy(), od, work, overhead, checkpoint
+    )
 
 
 class Script(Policy):
@@ -56,8 +58,12 @@ def brute_force(t: Timeline, deadline: int) -> float:
 
 # ---------------------------------------------------------------------------------------- optimum
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.booleans(), min_size=7, max_size=7), st.integers(1, 4), st.integers(0, 2),
-       st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=7, max_size=7))
+@given(
+    st.lists(st.booleans(), min_size=7, max_size=7),
+    st.integers(1, 4),
+    st.integers(0, 2),
+    st.lists(st.sampled_from([0.5, 1.0, 2.0]), min_size=7, max_size=7),
+)
 def test_optimum_equals_brute_force_single_zone(up, work, overhead, prices):
     t = tl(up, work, overhead, spot=prices)
     o = opt.solve(t)
@@ -66,7 +72,11 @@ def test_optimum_equals_brute_force_single_zone(up, work, overhead, prices):
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.lists(st.booleans(), min_size=6, max_size=6), min_size=2, max_size=2), st.integers(1, 3), st.integers(0, 1))
+@given(
+    st.lists(st.lists(st.booleans(), min_size=6, max_size=6), min_size=2, max_size=2),
+    st.integers(1, 3),
+    st.integers(0, 1),
+)
 def test_optimum_equals_brute_force_two_zones(up, work, overhead):
     t = tl(up, work, overhead, spot=[[1.0], [1.5]])
     o = opt.solve(t)
@@ -82,9 +92,16 @@ def markov_up(rng, zones, n, p_stay=0.8):
     return up
 
 
-timelines = st.builds(lambda seed, zones, work, overhead, slack, ck, p: (seed, zones, work, overhead, slack, ck, p),
-                      st.integers(0, 10**6), st.integers(1, 3), st.integers(5, 30), st.integers(0, 3), st.integers(0, 30),
-                      st.sampled_from([None, 1, 3, 7]), st.sampled_from([0.5, 0.8, 0.95]))
+timelines = st.builds(
+    lambda seed, zones, work, overhead, slack, ck, p: (seed, zones, work, overhead, slack, ck, p),
+    st.integers(0, 10**6),
+    st.integers(1, 3),
+    st.integers(5, 30),
+    st.integers(0, 3),
+    st.integers(0, 30),
+    st.sampled_from([None, 1, 3, 7]),
+    st.sampled_from([0.5, 0.8, 0.95]),
+)
 
 
 def make_world(params):
@@ -118,7 +135,9 @@ def test_work_is_conserved_and_every_hour_accounted(params):
         r = simulate(make(name), t, deadline)
         assert r.work_h == t.work  # a finished run did exactly the job's work
         assert r.spot_h + r.od_h == pytest.approx(r.work_h + r.lost_h + r.restart_h)
-        assert r.cost == pytest.approx(r.od_h * OD + (r.cost - r.od_h * OD))  # od hours billed at the od price
+        assert r.cost == pytest.approx(
+            r.od_h * OD + (r.cost - r.od_h * OD)
+        )  # od hours billed at the od price
         if t.checkpoint is None:
             assert r.lost_h == 0
 
@@ -152,7 +171,11 @@ def test_spot_never_up():
     g = run("greedy", t, 8)
     assert g.finish_h == 7  # the paper's T + 2D rule: on-demand once 4 h + 2 restarts no longer fit (t=2)
     e = run("eager-next-region", t, 8)
-    assert (e.deadline_met, e.cost, e.finish_h) == (False, 5 * OD, 13)  # never on-demand: late, finished on on-demand after
+    assert (e.deadline_met, e.cost, e.finish_h) == (
+        False,
+        5 * OD,
+        13,
+    )  # never on-demand: late, finished on on-demand after
     assert opt.solve(t).cost(8) == 5 * OD
 
 
@@ -209,13 +232,17 @@ def test_mdp_table_decisions_at_the_extremes():
     lam, mu = mdp.quantise_rate(1 / 4), mdp.quantise_rate(1 / 0.25)  # 4 h lifetimes, 15 min outages
     act = mdp.table((lam,), (mu,), (0,), 0.1, 0.0, 0.1, 200, 100, 3.06, 0.97)
     assert act[150, 1, mdp.IDLE, DOWN_] == mdp.OD_A  # slack for one restart only, spot down: on-demand
-    assert act[150, 1, mdp.IDLE, UP_] == mdp.OD_A  # not for a spot restart either: a preemption would be fatal
+    assert (
+        act[150, 1, mdp.IDLE, UP_] == mdp.OD_A
+    )  # not for a spot restart either: a preemption would be fatal
     assert act[150, 0, mdp.OD, UP_] == mdp.OD_A
     assert act[150, 90, mdp.IDLE, DOWN_] == mdp.WAIT_A  # lots of slack, short outages: wait
     assert act[150, 90, mdp.IDLE, UP_] == mdp.SPOT_A
     assert act[150, 90, mdp.OD, UP_] == mdp.SPOT_A  # long lifetimes pay for leaving on-demand
     # rare, short spot windows: stay on on-demand
-    act2 = mdp.table((mdp.quantise_rate(1 / 0.1),), (mdp.quantise_rate(1 / 5),), (0,), 0.4, 0.0, 0.1, 200, 100, 3.06, 0.97)
+    act2 = mdp.table(
+        (mdp.quantise_rate(1 / 0.1),), (mdp.quantise_rate(1 / 5),), (0,), 0.4, 0.0, 0.1, 200, 100, 3.06, 0.97
+    )
     assert act2[150, 90, mdp.OD, UP_] == mdp.OD_A
 
 
@@ -239,11 +266,21 @@ def test_semi_markov_table_waits_for_a_spot_window_to_prove_itself():
     uq, dq = mdp.hazards(up, edges, delta), mdp.hazards(down, edges, delta)
     assert uq[0] > uq[-1] + 5  # the hazard of a young window is far higher than an old one's
     act = mdp.table(uq, dq, edges, 0.4, 0.0, delta, T, 32, 3.06, 0.97)
-    on_od = act[300, 20, mdp.OD, :len(edges)]  # 39 h left, 2.6 h slack, spot up, by age bucket
+    on_od = act[300, 20, mdp.OD, : len(edges)]  # 39 h left, 2.6 h slack, spot up, by age bucket
     assert on_od[0] == mdp.OD_A and on_od[-1] == mdp.SPOT_A
     assert list(on_od) == sorted(on_od, key=[mdp.OD_A, mdp.SPOT_A].index)  # one switch-over age
-    markov = mdp.table((mdp.quantise_rate(up.size / up.sum()),), (mdp.quantise_rate(down.size / down.sum()),), (0,), 0.4, 0.0,
-                       delta, T, 32, 3.06, 0.97)
+    markov = mdp.table(
+        (mdp.quantise_rate(up.size / up.sum()),),
+        (mdp.quantise_rate(down.size / down.sum()),),
+        (0,),
+        0.4,
+        0.0,
+        delta,
+        T,
+        32,
+        3.06,
+        0.97,
+    )
     assert markov[300, 20, mdp.OD, UP_] in (mdp.OD_A, mdp.SPOT_A)
 
 
@@ -272,7 +309,9 @@ def test_spotrain_learns_from_history():
     from spotrain.jobs.policies.base import MarketHistory, SpellStats
 
     p = make("spotrain")
-    p.warm(MarketHistory((SpellStats((7200.0,) * 10, (600.0,) * 10),), SpellStats((7200.0,) * 10, (600.0,) * 10)))
+    p.warm(
+        MarketHistory((SpellStats((7200.0,) * 10, (600.0,) * 10),), SpellStats((7200.0,) * 10, (600.0,) * 10))
+    )
     assert p.any_stats.residual(True) == pytest.approx((72000 + 3600) / 11)
     assert p.any_stats.residual(False) == pytest.approx((6000 + 3600) / 11)
 
@@ -282,7 +321,9 @@ def test_hazards_count_a_spell_still_going_on_as_exposure():
     ended = mdp.hazards([0.5] * 5, edges, 1.0, prior_weight=1e-6)
     with_open = mdp.hazards([0.5] * 5, edges, 1.0, prior_weight=1e-6, censored_h=[3.5])
     # one more hour, no end (bucket 0 is an hour wide: the predictive rate over it)
-    assert ended[0] == mdp.quantise_rate(mdp.predictive_rate(5, 2.5, 1.0)) and with_open[0] == mdp.quantise_rate(mdp.predictive_rate(5, 3.5, 1.0))
+    assert ended[0] == mdp.quantise_rate(mdp.predictive_rate(5, 2.5, 1.0)) and with_open[
+        0
+    ] == mdp.quantise_rate(mdp.predictive_rate(5, 3.5, 1.0))
     # ages 2-4 h: only the open spell reached them, and it has not ended (default prior: a
     # near-zero prior weight would make an unseen age's predictive hazard vanish either way)
     assert mdp.hazards([0.5] * 5, edges, 1.0, censored_h=[3.5])[2] < mdp.hazards([0.5] * 5, edges, 1.0)[2]
@@ -307,15 +348,24 @@ def test_spells_join_windows_across_blips():
 
     st = Spells()  # up 2 h, blip 1 min, up 3 h, outage 1 h, up 1 h, and now a blip of 2 min going on
     st.add(SpellStats((7200.0, 10800.0, 3600.0), (60.0, 3600.0), current=False, current_s=120.0))
-    assert SpellStats((1.0, 3.0), (2.0,), first_up=True).sequence() == [(True, 1.0), (False, 2.0), (True, 3.0)]
+    assert SpellStats((1.0, 3.0), (2.0,), first_up=True).sequence() == [
+        (True, 1.0),
+        (False, 2.0),
+        (True, 3.0),
+    ]
     wins, outs, blips, exposure = st.windows(600.0)
     assert wins == [7200.0 + 60 + 10800] and outs == [3600.0] and blips == 1
-    assert exposure == pytest.approx(7260 + 10800 + 3600)  # the open window counts (the blip going on is not one yet)
+    assert exposure == pytest.approx(
+        7260 + 10800 + 3600
+    )  # the open window counts (the blip going on is not one yet)
     assert st.state(600.0) == (True, 3600.0 + 120.0)  # a 2-minute outage may be a blip: the window goes on
     st.observe(False, 600.0)  # still down at 12 minutes: a real outage now
     assert st.state(600.0) == (False, pytest.approx(720.0))
     st.observe(True, 60.0)
-    assert st.state(600.0) == (True, 60.0) and st.windows(600.0)[:2] == ([18060.0, 3600.0], [3600.0, 720.0])  # that window ended
+    assert st.state(600.0) == (True, 60.0) and st.windows(600.0)[:2] == (
+        [18060.0, 3600.0],
+        [3600.0, 720.0],
+    )  # that window ended
 
 
 def test_blips_preempt_but_leave_the_window_going_on():
@@ -327,11 +377,17 @@ def test_blips_preempt_but_leave_the_window_going_on():
     rng = np.random.default_rng(0)
     windows, outs = rng.exponential(8.0, 60), rng.exponential(1.0, 60) + delta
     uq, dq = mdp.hazards(windows, edges, delta), mdp.hazards(outs, edges, delta)
-    some = mdp.table(uq, dq, edges, 0.4, 0.0, delta, T, 30, 3.06, 0.97, mdp.quantise_rate(0.3))  # one every ~3 h
+    some = mdp.table(
+        uq, dq, edges, 0.4, 0.0, delta, T, 30, 3.06, 0.97, mdp.quantise_rate(0.3)
+    )  # one every ~3 h
     storm = mdp.table(uq, dq, edges, 0.4, 0.0, delta, T, 30, 3.06, 0.97, mdp.quantise_rate(50.0))
     ups = slice(0, len(edges))
-    assert (some[300, 25, mdp.IDLE, ups] == mdp.SPOT_A).all()  # 39 h left, 3.25 h slack, at any age of the window
-    assert (storm[300, 25, mdp.IDLE, ups] != mdp.SPOT_A).all() and (storm[300, 25, mdp.OD, ups] == mdp.OD_A).all()
+    assert (
+        some[300, 25, mdp.IDLE, ups] == mdp.SPOT_A
+    ).all()  # 39 h left, 3.25 h slack, at any age of the window
+    assert (storm[300, 25, mdp.IDLE, ups] != mdp.SPOT_A).all() and (
+        storm[300, 25, mdp.OD, ups] == mdp.OD_A
+    ).all()
 
 
 def test_spotrain_restarts_spot_after_a_blip_in_a_long_window():
@@ -350,7 +406,9 @@ def test_spotrain_restarts_spot_after_a_blip_in_a_long_window():
     pol = make("spotrain")
     pol.warm(MarketHistory((past,), past))
     r = simulate(pol, t, 21 * 60)  # 1 h of slack: room for a few 6-minute restarts
-    assert r.deadline_met and r.preemptions == 1 and r.launches == 2 and r.od_h == 0  # back on spot, not on-demand
+    assert (
+        r.deadline_met and r.preemptions == 1 and r.launches == 2 and r.od_h == 0
+    )  # back on spot, not on-demand
 
 
 # ------------------------------------------------------------------------------------ trace files
@@ -366,7 +424,11 @@ def test_timeline_steps_express_the_overhead(tmp_path):
     t2 = traces.timeline(scn, traces.Setting(overhead_h=0.1, work_h=1, trace_prices=False), 1, 1)
     assert t2.spot_price[0, 0] == 0.9731
     h = traces.history(scn, 3)  # ticks 0-2: up, down, up — the last spell still going on at the start
-    assert h.zones[0].up == (600.0,) and h.zones[0].down == (600.0,) and (h.zones[0].current, h.zones[0].current_s) == (True, 600.0)
+    assert (
+        h.zones[0].up == (600.0,)
+        and h.zones[0].down == (600.0,)
+        and (h.zones[0].current, h.zones[0].current_s) == (True, 600.0)
+    )
     closed = traces.history(scn, 3, open_end=False)  # a market's statistics: every spell finished
     assert closed.zones[0].up == (600.0, 600.0) and closed.zones[0].current is None
 
@@ -457,8 +519,14 @@ def test_uniform_progress_keeps_on_demand_while_spot_is_down_as_the_paper_does()
     t = tl([0] * 6 + [1] * 6, work=4, overhead=1)
     rec = Recorder(make("uniform-progress"))
     r = simulate(rec, t, 12, policy_sees_deadline=True)
-    assert [(tick, d) for tick, _, d, _ in rec.log] == [(0, WAIT), (1, ON_DEMAND), (2, ON_DEMAND), (3, ON_DEMAND), (4, ON_DEMAND),
-                                                       (5, ON_DEMAND)]
+    assert [(tick, d) for tick, _, d, _ in rec.log] == [
+        (0, WAIT),
+        (1, ON_DEMAND),
+        (2, ON_DEMAND),
+        (3, ON_DEMAND),
+        (4, ON_DEMAND),
+        (5, ON_DEMAND),
+    ]
     assert rec.log[5][3] == 1.0  # 3 of 4 h done when it decides to keep on-demand with spot down
     assert (r.od_h, r.spot_h, r.cost, r.finish_h, r.deadline_met) == (5, 0, 15.0, 6, True)
 

@@ -57,7 +57,9 @@ def test_skypilot_reader_columns_artefacts_and_bad_rows():
     res = skypilot.read_cloud(FIXTURE / "vast" / "vms.csv", "vast", 0)
     assert all(math.isnan(r[9]) for r in res.rows), "Vast's 0.00 spot is an artefact"
     assert len(res.rows) == 2
-    assert any(w.endswith("vms.csv:4: Price 'not-a-price' is not a number — row skipped") for w in res.warnings)
+    assert any(
+        w.endswith("vms.csv:4: Price 'not-a-price' is not a number — row skipped") for w in res.warnings
+    )
     assert any(w.endswith("vms.csv:5: Price 0.0 is not positive — row skipped") for w in res.warnings)
 
 
@@ -77,18 +79,24 @@ def test_gcp_gpus_are_priced_with_their_host_vm():
     assert rows[("e2-micro", "")][4] == ""  # CPU-only offers keep their VM price
 
 
-@pytest.mark.parametrize("model", [
-    dict(family="gpt2", layers=2, heads=2, hidden=64, context=128),
-    dict(family="gpt2", layers=3, heads=4, hidden=64, context=64, ffn=100, tie_embeddings=False),
-    dict(family="llama", layers=2, heads=4, kv_heads=2, hidden=64, context=128),
-    dict(family="llama", layers=2, heads=4, hidden=64, context=128, tie_embeddings=False, ffn=96),
-    dict(family="bert", layers=2, heads=2, hidden=64, context=128),
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        dict(family="gpt2", layers=2, heads=2, hidden=64, context=128),
+        dict(family="gpt2", layers=3, heads=4, hidden=64, context=64, ffn=100, tie_embeddings=False),
+        dict(family="llama", layers=2, heads=4, kv_heads=2, hidden=64, context=128),
+        dict(family="llama", layers=2, heads=4, hidden=64, context=128, tie_embeddings=False, ffn=96),
+        dict(family="bert", layers=2, heads=2, hidden=64, context=128),
+    ],
+)
 def test_analytic_parameter_count_matches_transformers(model):
     from spotrain.recipes.runtime.model import build_model
 
-    r = Recipe.model_validate(tiny_recipe(model=model, train__objective="mlm" if model["family"] == "bert" else "clm",
-                                          data__seq_len=32))
+    r = Recipe.model_validate(
+        tiny_recipe(
+            model=model, train__objective="mlm" if model["family"] == "bert" else "clm", data__seq_len=32
+        )
+    )
     m, info = build_model(r, 300, {"eos": 0, "pad": 1, "mask": 2}, Path("."))
     total, non_emb = estimate.param_counts(r.model, 300)
     assert total == info.params
@@ -149,14 +157,32 @@ def test_plan_constraints_each_remove_what_they_should(fixture_catalog):
 def test_memory_fit_excludes_small_gpus_and_says_why(fixture_catalog):
     t = catalog.load().table
     big = dict(family="gpt2", layers=24, heads=16, hidden=1024, context=1024)  # ~350M: ~29 GB at batch 16
-    r = gpu_recipe(["L4:1", "A100:1"], model=big, data__seq_len=1024, data__tokenizer={"type": "bpe", "vocab_size": 50257},
-                   train__batch_size=16)
+    r = gpu_recipe(
+        ["L4:1", "A100:1"],
+        model=big,
+        data__seq_len=1024,
+        data__tokenizer={"type": "bpe", "vocab_size": 50257},
+        train__batch_size=16,
+    )
     p = plan(r, t)
     assert {c.accelerator for c in p.candidates} == {"A100"}
     fit = [f for f in p.funnel if f[0].startswith("memory fit")][0]
     assert fit[1] > fit[2]
-    with pytest.raises(PlanError, match=r"'memory fit \(needs ~\d+\.\d GB per accelerator\)' removed the last \d+ candidate\(s\) — use a larger-memory"):
-        plan(gpu_recipe(["L4:1"], model=big, data__seq_len=1024, data__tokenizer={"type": "bpe", "vocab_size": 50257}, train__batch_size=16), t)
+    with pytest.raises(
+        PlanError,
+        match=r"'memory fit \(needs ~\d+\.\d GB per accelerator\)' removed the last \d+ candidate\(s\) "
+        r"— use a larger-memory",
+    ):
+        plan(
+            gpu_recipe(
+                ["L4:1"],
+                model=big,
+                data__seq_len=1024,
+                data__tokenizer={"type": "bpe", "vocab_size": 50257},
+                train__batch_size=16,
+            ),
+            t,
+        )
 
 
 def test_no_offer_names_the_constraint_and_unknown_accelerator_suggests(fixture_catalog):
@@ -198,7 +224,10 @@ def test_builtin_snapshot_when_no_catalog(tmp_path, monkeypatch):
     monkeypatch.setenv("SPOTRAIN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SKY_RUNTIME_DIR", str(tmp_path / "nosky"))
     cat = catalog.load()
-    assert cat.sources[0].name == f"snapshot {snapshot.DATE}" and "built-in price snapshot" in cat.sources[0].notice
+    assert (
+        cat.sources[0].name == f"snapshot {snapshot.DATE}"
+        and "built-in price snapshot" in cat.sources[0].notice
+    )
     assert 0 < len(snapshot.ROWS) <= 60 and len(cat.table) == len(snapshot.ROWS)
     assert all(row[7] > 0 and (row[8] is None or 0 < row[8] < row[7]) for row in snapshot.ROWS)
     p = plan(gpu_recipe(["L4:1", "A10G:1"]), cat.table)
@@ -207,28 +236,52 @@ def test_builtin_snapshot_when_no_catalog(tmp_path, monkeypatch):
 
 def test_user_price_file_overrides_and_adds(fixture_catalog, tmp_path):
     pf = tmp_path / "prices.yaml"
-    pf.write_text("offers:\n"
-                  "  - {cloud: aws, region: us-east-1, instance: g6.xlarge, accelerator: L4, count: 1, vcpus: 4, memory_gb: 16, price: 0.5, spot_price: 0.2}\n"
-                  "  - {cloud: onprem, region: lab, instance: box1, accelerator: L4, count: 1, vcpus: 16, memory_gb: 64, price: 0.05}\n")
+    pf.write_text(
+        "offers:\n  - {cloud: aws, region: us-east-1, instance: g6.xlarge, accelerator: L4, count: 1, "
+        "vcpus: 4, memory_gb: 16, price: 0.5, spot_price: 0.2}\n  - {cloud: onprem, region: lab, "
+        "instance: box1, accelerator: L4, count: 1, vcpus: 16, memory_gb: 64, price: 0.05}\n"
+    )
     cat = catalog.load(pf)
     t = cat.table
-    mine = [o for i in range(len(t)) for o in t.offers(i) if (o.cloud, o.instance, o.region) == ("aws", "g6.xlarge", "us-east-1")]
-    assert [(o.spot, o.hourly, o.on_demand_hourly, o.source) for o in mine] == [(False, 0.5, 0.5, "user"), (True, 0.2, 0.5, "user")]
+    mine = [
+        o
+        for i in range(len(t))
+        for o in t.offers(i)
+        if (o.cloud, o.instance, o.region) == ("aws", "g6.xlarge", "us-east-1")
+    ]
+    assert [(o.spot, o.hourly, o.on_demand_hourly, o.source) for o in mine] == [
+        (False, 0.5, 0.5, "user"),
+        (True, 0.2, 0.5, "user"),
+    ]
     p = plan(gpu_recipe(["L4:1"]), t)
     assert (p.candidates[0].cloud, p.candidates[0].hourly) == ("onprem", 0.05)
 
 
-@pytest.mark.parametrize("body,message", [
-    ("offers:\n  - {cloud: x, region: r, instance: i, price: -1}\n", ":2:47: offers[0].price: Input should be greater than 0"),
-    ("offers:\n  - {cloud: x, region: r, instance: i, price: 1, spot_price: 0}\n", "offers[0].spot_price: Input should be greater than 0"),
-    ("offers:\n  - {cloud: x, region: r, instance: i, price: 1, colour: red}\n", "offers[0].colour: Extra inputs are not permitted"),
-    ("offers: {}\n", "a price file is a mapping with a list under 'offers:'"),
-    ("offers: [\n", "YAML syntax error"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (
+            "offers:\n  - {cloud: x, region: r, instance: i, price: -1}\n",
+            ":2:47: offers[0].price: Input should be greater than 0",
+        ),
+        (
+            "offers:\n  - {cloud: x, region: r, instance: i, price: 1, spot_price: 0}\n",
+            "offers[0].spot_price: Input should be greater than 0",
+        ),
+        (
+            "offers:\n  - {cloud: x, region: r, instance: i, price: 1, colour: red}\n",
+            "offers[0].colour: Extra inputs are not permitted",
+        ),
+        ("offers: {}\n", "a price file is a mapping with a list under 'offers:'"),
+        ("offers: [\n", "YAML syntax error"),
+    ],
+)
 def test_user_price_file_errors(tmp_path, body, message):
     pf = tmp_path / "p.yaml"
     pf.write_text(body)
-    with pytest.raises(user.PriceFileError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(
+        user.PriceFileError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+    ):
         user.read(pf)
 
 
@@ -237,7 +290,9 @@ def test_offer_table_round_trip(tmp_path):
     t = OfferTable.from_rows(rows)
     t.save(tmp_path / "t.npz")
     back = OfferTable.load(tmp_path / "t.npz")
-    assert [repr(back.offers(i)) for i in range(len(back))] == [repr(t.offers(i)) for i in range(len(t))]  # repr: NaN == NaN
+    assert [repr(back.offers(i)) for i in range(len(back))] == [
+        repr(t.offers(i)) for i in range(len(t))
+    ]  # repr: NaN == NaN
     both = OfferTable.concat([t, OfferTable.from_rows(offers(FIXTURE, "vast"))])
     assert both.offers(len(both) - 1)[0].cloud == "vast" and repr(both.offers(0)) == repr(t.offers(0))
 
@@ -247,7 +302,12 @@ def test_concurrent_cache_rebuilds_do_not_collide(fixture_catalog):
     import sys
 
     code = "from spotrain.pricing import catalog; print(len(catalog.load().table))"
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(8)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert len({o.strip() for o, _ in outs}) == 1

@@ -32,7 +32,9 @@ def test_plan_table_and_json(env):
     assert lines[1].split()[:6] == ["#", "cloud", "region", "instance", "accelerator", "purchase"]
     assert len([l for l in lines if l[:2].strip().isdigit()]) == 3
     assert lines[-1].startswith("constraints: accelerators L4:1, A10G:1, A100:1: ")
-    js = spotrain("plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "--json", "--top", "5", env=env)
+    js = spotrain(
+        "plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "--json", "--top", "5", env=env
+    )
     doc = json.loads(js.stdout)
     costs = [o["cost"] for o in doc["offers"]]
     assert costs == sorted(costs) and len(costs) == 5
@@ -43,8 +45,17 @@ def test_plan_table_and_json(env):
 def test_plan_errors_are_one_line(env):
     res = spotrain("plan", "recipes/gpt2-small.yaml", "resources.accelerators=[A100-80G:1]", env=env)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1] == "error: unknown accelerator 'A100-80G' — did you mean A100-80GB or A100-80GB-SXM or A10G?"
-    res = spotrain("plan", "recipes/gpt2-small.yaml", "resources.clouds=[gcp]", "resources.accelerators=[H100:1]", env=env)
+    assert (
+        res.stderr.strip().splitlines()[-1]
+        == "error: unknown accelerator 'A100-80G' — did you mean A100-80GB or A100-80GB-SXM or A10G?"
+    )
+    res = spotrain(
+        "plan",
+        "recipes/gpt2-small.yaml",
+        "resources.clouds=[gcp]",
+        "resources.accelerators=[H100:1]",
+        env=env,
+    )
     assert res.returncode == 2 and "'clouds' removed the last" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -52,13 +63,19 @@ def test_gpus_overview_and_detail(env):
     res = spotrain("gpus", "--json", env=env)
     rows = {(r["accelerator"], r["count"]): r for r in json.loads(res.stdout)}
     l4 = rows[("L4", 1.0)]
-    assert (l4["spot"]["price"], l4["spot"]["cloud"], l4["spot"]["region"]) == (0.15 + 0.12, "gcp", "us-central1")
+    assert (l4["spot"]["price"], l4["spot"]["cloud"], l4["spot"]["region"]) == (
+        0.15 + 0.12,
+        "gcp",
+        "us-central1",
+    )
     assert (l4["on_demand"]["price"], l4["on_demand"]["cloud"]) == (0.45, "vast")
     assert rows[("H100", 1.0)]["spot"] is None
     assert rows[("L4", 1.0)]["memory_gb"] == 24
     detail = spotrain("gpus", "l4", env=env)
     assert detail.returncode == 0
-    assert "g6.xlarge" in detail.stdout and "g2-standard-4" in detail.stdout and "1x-L4-8-32768" in detail.stdout
+    assert (
+        "g6.xlarge" in detail.stdout and "g2-standard-4" in detail.stdout and "1x-L4-8-32768" in detail.stdout
+    )
     bad = spotrain("gpus", "L5", env=env)
     assert bad.returncode == 2 and "did you mean L4" in bad.stderr
 
@@ -110,9 +127,23 @@ def test_refresh_downloads_over_http_and_keeps_copies_when_offline(tmp_path, htt
 
 
 def test_live_aws_spot_prices_from_moto_override_the_catalog(env, moto_endpoint):
-    aws = {**env, "AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    res = spotrain("plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "resources.clouds=[aws]", "--json", "--top", "50", env=aws)
+    aws = {
+        **env,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    res = spotrain(
+        "plan",
+        "recipes/gpt2-small.yaml",
+        "resources.memory_gb=null",
+        "resources.clouds=[aws]",
+        "--json",
+        "--top",
+        "50",
+        env=aws,
+    )
     assert res.returncode == 0, res.stderr
     offers = json.loads(res.stdout)["offers"]
     live = [o for o in offers if o["source"] == "aws-live"]
@@ -127,7 +158,12 @@ def test_live_aws_spot_prices_from_moto_override_the_catalog(env, moto_endpoint)
 
 
 def test_live_prices_unreachable_warn_and_fall_back(env):
-    aws = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    aws = {
+        **env,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
     res = spotrain("plan", "recipes/gpt2-small.yaml", "resources.memory_gb=null", "--top", "2", env=aws)
     assert res.returncode == 0 and "Traceback" not in res.stderr
     assert "cannot reach the EC2 API" in res.stderr and "using catalog spot prices" in res.stderr

@@ -42,12 +42,16 @@ def test_month_starts_in_the_schedules_time_zone():
 
 
 def test_live_runs_count_their_whole_cap_finished_runs_what_they_spent():
-    runs = [PastRun(ts(2026, 1, 20), False, 3.0, 5.0),   # last month
-            PastRun(ts(2026, 2, 2), False, 1.25, 5.0),   # finished under its cap
-            PastRun(ts(2026, 2, 9), True, 0.5, 4.0)]     # running: may spend up to 4
+    runs = [
+        PastRun(ts(2026, 1, 20), False, 3.0, 5.0),  # last month
+        PastRun(ts(2026, 2, 2), False, 1.25, 5.0),  # finished under its cap
+        PastRun(ts(2026, 2, 9), True, 0.5, 4.0),
+    ]  # running: may spend up to 4
     assert schedules.committed(runs) == pytest.approx(3.0 + 1.25 + 4.0)
     assert schedules.committed(runs, ts(2026, 2, 1)) == pytest.approx(1.25 + 4.0)
-    assert schedules.committed([PastRun(0, True, 0.5, None)]) == math.inf  # an uncapped live run commits everything
+    assert (
+        schedules.committed([PastRun(0, True, 0.5, None)]) == math.inf
+    )  # an uncapped live run commits everything
 
 
 def test_a_run_gets_the_tightest_of_its_limits_and_none_when_a_budget_is_used_up():
@@ -56,13 +60,17 @@ def test_a_run_gets_the_tightest_of_its_limits_and_none_when_a_budget_is_used_up
     c = run_cap(per_run=20.0, monthly=50.0, total=None, runs=runs, now=now, tz="UTC")
     assert (c.cap, c.limit) == (20.0, "per-run cap")  # 38 left this month: the per-run cap binds
     c = run_cap(per_run=20.0, monthly=25.0, total=None, runs=runs, now=now, tz="UTC")
-    assert c.cap == pytest.approx(13.0) and c.limit.startswith("monthly budget")  # January's 30 does not count
+    assert c.cap == pytest.approx(13.0) and c.limit.startswith(
+        "monthly budget"
+    )  # January's 30 does not count
     c = run_cap(per_run=20.0, monthly=50.0, total=50.0, runs=runs, now=now, tz="UTC")
     assert c.cap == pytest.approx(8.0) and c.limit.startswith("total budget")  # 30 + 12 of 50 used
     c = run_cap(per_run=20.0, monthly=50.0, total=None, runs=runs, now=now, tz="UTC", recipe_cap=6.0)
     assert (c.cap, c.limit) == (6.0, "recipe budget.max_cost")
     c = run_cap(per_run=None, monthly=12.0, total=None, runs=runs, now=now, tz="UTC")
-    assert c.cap is None and c.reason.startswith("monthly budget ($12, $12 spent or committed this month) has nothing left")
+    assert c.cap is None and c.reason.startswith(
+        "monthly budget ($12, $12 spent or committed this month) has nothing left"
+    )
     # next month the monthly budget is fresh again; the total one is not
     assert run_cap(None, 12.0, None, runs, ts(2026, 3, 1), "UTC").cap == pytest.approx(12.0)
     assert run_cap(None, 12.0, 42.0, runs, ts(2026, 3, 1), "UTC").reason.startswith("total budget")
@@ -76,19 +84,34 @@ def test_no_sequence_of_runs_can_pass_a_budget():
 
     rng = random.Random(7)
     for _ in range(200):
-        monthly, total, per_run = rng.uniform(5, 50), rng.uniform(20, 120), rng.choice([None, rng.uniform(1, 30)])
+        monthly, total, per_run = (
+            rng.uniform(5, 50),
+            rng.uniform(20, 120),
+            rng.choice([None, rng.uniform(1, 30)]),
+        )
         runs: list[PastRun] = []
         t = ts(2026, 1, 1)
         for _ in range(30):
             t += rng.uniform(0, 5 * 86400)
-            runs = [PastRun(r.created, r.live and rng.random() < 0.5, r.spend if not r.live else rng.uniform(0, r.cap), r.cap)
-                    if r.live else r for r in runs]
+            runs = [
+                PastRun(
+                    r.created,
+                    r.live and rng.random() < 0.5,
+                    r.spend if not r.live else rng.uniform(0, r.cap),
+                    r.cap,
+                )
+                if r.live
+                else r
+                for r in runs
+            ]
             c = run_cap(per_run, monthly, total, runs, t, "UTC")
             if c.cap is not None:
                 runs.append(PastRun(t, True, 0.0, c.cap))
             for r in runs:
                 assert r.cap is not None
-            worst = [PastRun(r.created, False, r.cap if r.live else r.spend, r.cap) for r in runs]  # every live run spends all
+            worst = [
+                PastRun(r.created, False, r.cap if r.live else r.spend, r.cap) for r in runs
+            ]  # every live run spends all
             assert schedules.committed(worst) <= total + 1e-9
             for m in range(1, 13):
                 month = [r for r in worst if datetime.fromtimestamp(r.created, ZoneInfo("UTC")).month == m]
@@ -106,8 +129,13 @@ def test_a_version_1_database_gains_the_schedule_tables_and_keeps_its_jobs(tmp_p
     with old.begin() as c:
         db._v1(c)
         c.execute(text("INSERT INTO schema_version (version) VALUES (1)"))
-        c.execute(text("INSERT INTO jobs (name, status, backend, recipe_yaml, recipe_dir, offers, options, workdir, created, "
-                       "updated, message) VALUES ('old', 'SUCCEEDED', 'local', '', '.', '[]', '{}', '.', 1, 1, '')"))
+        c.execute(
+            text(
+                "INSERT INTO jobs (name, status, backend, recipe_yaml, recipe_dir, offers, options, "
+                "workdir, created, updated, message) VALUES ('old', 'SUCCEEDED', 'local', '', '.', '[]', "
+                "'{}', '.', 1, 1, '')"
+            )
+        )
     eng = db.connect(url)
     with eng.connect() as c:
         assert c.execute(text("SELECT version FROM schema_version")).scalar() == db.SCHEMA_VERSION == 2
@@ -134,10 +162,15 @@ def test_triggers_are_checked_when_added_and_fire_in_their_time_zone():
     # weekdays as cron numbers them (APScheduler 3's own from_crontab would take 1 for Tuesday)
     def days(field):
         S.trigger = {"cron": f"0 12 * * {field}"}
-        return [datetime.fromtimestamp(t, ZoneInfo(BERLIN)).strftime("%a") for t in scheduler.next_fires(S, ts(2026, 11, 29, 13), 7)]
+        return [
+            datetime.fromtimestamp(t, ZoneInfo(BERLIN)).strftime("%a")
+            for t in scheduler.next_fires(S, ts(2026, 11, 29, 13), 7)
+        ]
 
     assert days("1") == days("mon") == ["Mon"] * 7
-    assert days("0")[0] == days("7")[0] == days("sun")[0] == "Sun"  # the 29th is a Sunday past noon: next Sunday
+    assert (
+        days("0")[0] == days("7")[0] == days("sun")[0] == "Sun"
+    )  # the 29th is a Sunday past noon: next Sunday
     assert days("1-5")[:5] == ["Mon", "Tue", "Wed", "Thu", "Fri"] and days("1-5")[5] == "Mon"
     assert days("5-7")[:3] == ["Fri", "Sat", "Sun"]
     assert days("*/2")[:4] == ["Tue", "Thu", "Sat", "Sun"]  # 0, 2, 4, 6
@@ -190,11 +223,23 @@ def job_ended(job_id: int) -> bool:
 @pytest.mark.slow(40)
 @pytest.mark.xdist_group("cpu-timed")  # bursts of job starts: kept off the budget-cap stop test's timing
 def test_fired_runs_share_the_monthly_budget_and_never_overlap(env, tmp_path):
-    r = spotrain("schedule", "add", str(recipe(tmp_path)), "--every", "1d", "--max-cost", "0.5", "--monthly-budget", "0.03")
+    r = spotrain(
+        "schedule",
+        "add",
+        str(recipe(tmp_path)),
+        "--every",
+        "1d",
+        "--max-cost",
+        "0.5",
+        "--monthly-budget",
+        "0.03",
+    )
     assert r.returncode == 0, r.stderr
     assert "schedule 1 added (nightly, every 24.0 h)" in r.stdout and "no scheduler is running" in r.stdout
     first = spotrain("schedule", "fire", "1")
-    assert first.returncode == 0 and first.stdout.startswith("launched: job 1 on lab/lab-1 box spot, cap $0.03 (monthly budget"), first.stdout
+    assert first.returncode == 0 and first.stdout.startswith(
+        "launched: job 1 on lab/lab-1 box spot, cap $0.03 (monthly budget"
+    ), first.stdout
     again = spotrain("schedule", "fire", "1")  # the first run is still going
     assert again.stdout.startswith("skipped: run 1 is still"), again.stdout
     wait(lambda: job_ended(1), what="run 1 to end")
@@ -209,11 +254,15 @@ def test_fired_runs_share_the_monthly_budget_and_never_overlap(env, tmp_path):
     assert [x["outcome"] for x in h] == ["launched", "skipped", second.stdout.split(":")[0]]
     left = 0.03 - spent1
     if second.stdout.startswith("launched"):  # a second run fits: its cap is exactly what the month has left
-        assert h[-1]["cap"] == pytest.approx(left, rel=1e-9) and store.job(2).max_cost == pytest.approx(left, rel=1e-9)
+        assert h[-1]["cap"] == pytest.approx(left, rel=1e-9) and store.job(2).max_cost == pytest.approx(
+            left, rel=1e-9
+        )
         wait(lambda: job_ended(2), what="run 2 to end")
         assert store.spend(1) + store.spend(2) <= 0.03
     else:  # or it is skipped, saying why: the estimate does not fit, or the rest cannot make progress
-        assert ("exceeds the $" in second.stdout or "cannot make progress" in second.stdout) and "monthly budget" in second.stdout
+        assert (
+            "exceeds the $" in second.stdout or "cannot make progress" in second.stdout
+        ) and "monthly budget" in second.stdout
     listing = json.loads(spotrain("schedule", "list", "--json").stdout)["schedules"][0]
     assert listing["month_committed"] == pytest.approx(sum(store.spend(j.id) for j in store.jobs()))
     assert listing["month_committed"] <= 0.03
@@ -227,10 +276,32 @@ def test_a_used_up_budget_launches_nothing_and_says_which(env, tmp_path):
 
     store = open_store()
     now = time.time()
-    sid = schedules.add(store, name="n", recipe_path=str(recipe(tmp_path)), overrides=[], backend="local", trigger={"every": 3600.0},
-                        timezone="UTC", max_cost_per_run=None, monthly_budget=None, total_budget=1.0, allow_overlap=False, now=now)
-    job = store.create_job(name="n", backend="local", recipe_yaml="", recipe_dir=".", offers=[], options={}, workdir=".",
-                           max_cost=1.0, deadline=None, now=now - 7200)
+    sid = schedules.add(
+        store,
+        name="n",
+        recipe_path=str(recipe(tmp_path)),
+        overrides=[],
+        backend="local",
+        trigger={"every": 3600.0},
+        timezone="UTC",
+        max_cost_per_run=None,
+        monthly_budget=None,
+        total_budget=1.0,
+        allow_overlap=False,
+        now=now,
+    )
+    job = store.create_job(
+        name="n",
+        backend="local",
+        recipe_yaml="",
+        recipe_dir=".",
+        offers=[],
+        options={},
+        workdir=".",
+        max_cost=1.0,
+        deadline=None,
+        now=now - 7200,
+    )
     offer = Offer("lab", "lab-1", "", "box", "", 0, 8, 0, spot=False, hourly=3.6, on_demand_hourly=3.6)
     a = store.start_attempt(job, offer, "local", emulated=True, now=now - 7200)
     store.bill(a, now - 7200 + 1000)  # $1.00: all of it
@@ -239,7 +310,10 @@ def test_a_used_up_budget_launches_nothing_and_says_which(env, tmp_path):
         store.transition(job, s, now - 7000)
     schedules.record(store, sid, now - 7200, "launched", job, 1.0)
     out = scheduler.fire(sid, now)
-    assert out["outcome"] == "skipped" and out["message"] == "total budget ($1, $1 spent or committed) has nothing left"
+    assert (
+        out["outcome"] == "skipped"
+        and out["message"] == "total budget ($1, $1 spent or committed) has nothing left"
+    )
     assert [j.id for j in store.jobs()] == [job]  # nothing launched
     schedules.set_enabled(store, sid, False)
     assert scheduler.fire(sid, now)["message"] == "schedule is paused"
@@ -252,16 +326,29 @@ def test_a_reservation_holds_its_cap_until_settled(env, tmp_path):
     from spotrain.jobs.service import open_store
 
     store = open_store()
-    sid = schedules.add(store, name="n", recipe_path=str(recipe(tmp_path)), overrides=[], backend="local", trigger={"every": 3600.0},
-                        timezone="UTC", max_cost_per_run=0.6, monthly_budget=1.0, total_budget=None, allow_overlap=True,
-                        now=time.time())
+    sid = schedules.add(
+        store,
+        name="n",
+        recipe_path=str(recipe(tmp_path)),
+        overrides=[],
+        backend="local",
+        trigger={"every": 3600.0},
+        timezone="UTC",
+        max_cost_per_run=0.6,
+        monthly_budget=1.0,
+        total_budget=None,
+        allow_overlap=True,
+        now=time.time(),
+    )
     now = time.time()
     first, rid = schedules.reserve(store, sid, now, None, estimate=0.01)
     assert first == {"outcome": "launching", "cap": 0.6, "limit": "per-run cap"} and rid is not None
     second, rid2 = schedules.reserve(store, sid, now, None, estimate=0.01)
     assert second["cap"] == pytest.approx(0.4) and rid2 is not None  # 1.0 − the 0.6 reserved
     third, none = schedules.reserve(store, sid, now, None, estimate=0.01)
-    assert none is None and third["message"].startswith("monthly budget ($1, $1 spent or committed this month) has nothing")
+    assert none is None and third["message"].startswith(
+        "monthly budget ($1, $1 spent or committed this month) has nothing"
+    )
     schedules.settle(store, rid, "failed", None, "could not create the job")
     again, rid3 = schedules.reserve(store, sid, now, None, estimate=0.01)
     assert again["cap"] == pytest.approx(0.6) and rid3 is not None  # the failed launch's cap is free again
@@ -283,11 +370,29 @@ def test_a_reservation_holds_its_cap_until_settled(env, tmp_path):
 @pytest.mark.slow(30)
 @pytest.mark.xdist_group("cpu-timed")
 def test_two_fires_at_once_cannot_both_spend_the_same_remainder(env, tmp_path):
-    r = spotrain("schedule", "add", str(recipe(tmp_path)), "--every", "1d", "--max-cost", "0.03", "--monthly-budget", "0.03",
-                 "--allow-overlap")
+    r = spotrain(
+        "schedule",
+        "add",
+        str(recipe(tmp_path)),
+        "--every",
+        "1d",
+        "--max-cost",
+        "0.03",
+        "--monthly-budget",
+        "0.03",
+        "--allow-overlap",
+    )
     assert r.returncode == 0, r.stderr
-    procs = [subprocess.Popen([sys.executable, "-m", "spotrain", "schedule", "fire", "1"], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "spotrain", "schedule", "fire", "1"],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     outs = sorted(p.communicate(timeout=120)[0] for p in procs)
     assert [o.split(":")[0] for o in outs] == ["launched", "skipped"], outs
     assert "monthly budget ($0.03, $0.03 spent or committed this month) has nothing left" in outs[1]
@@ -302,26 +407,47 @@ def test_bad_schedules_are_refused_in_one_line(env, tmp_path):
         (["--every", "1h"], "a schedule spends money unattended"),
         (["--cron", "0 3 * *", "--max-cost", "1"], "--cron '0 3 * *': Wrong number of fields"),
         (["--every", "1h", "--max-cost", "-2"], "--max-cost must be a positive amount"),
-        (["--every", "1h", "--max-cost", "1", "--timezone", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+        (
+            ["--every", "1h", "--max-cost", "1", "--timezone", "Mars/Olympus"],
+            "unknown time zone 'Mars/Olympus'",
+        ),
     ]:
         r = spotrain("schedule", "add", rp, *args)
         assert r.returncode == 2 and r.stderr.startswith(f"error: {msg}"), (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     r = spotrain("schedule", "add", str(tmp_path / "missing.yaml"), "--every", "1h", "--max-cost", "1")
     assert r.returncode == 2 and "missing.yaml" in r.stderr
-    assert spotrain("schedule", "show", "7").stderr.strip() == "error: no schedule 7 — see `spotrain schedule list`"
+    assert (
+        spotrain("schedule", "show", "7").stderr.strip()
+        == "error: no schedule 7 — see `spotrain schedule list`"
+    )
     assert json.loads(spotrain("schedule", "list", "--json").stdout)["schedules"] == []
 
 
 @pytest.mark.slow(45)
 @pytest.mark.xdist_group("cpu-timed")
 def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env, tmp_path):
-    r = spotrain("schedule", "add", str(recipe(tmp_path)), "--every", "3s", "--max-cost", "0.05", "--total-budget", "0.5")
+    r = spotrain(
+        "schedule",
+        "add",
+        str(recipe(tmp_path)),
+        "--every",
+        "3s",
+        "--max-cost",
+        "0.05",
+        "--total-budget",
+        "0.5",
+    )
     assert r.returncode == 0, r.stderr
 
     def start():
-        return subprocess.Popen([sys.executable, "-m", "spotrain", "scheduler", "--poll", "1"], cwd=ROOT, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "spotrain", "scheduler", "--poll", "1"],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
 
     d = start()
     try:
@@ -331,11 +457,24 @@ def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env
         from spotrain.jobs.service import open_store
 
         st = open_store()
-        orphan = st.create_job(name="orphan", backend="local", recipe_yaml=yaml.safe_dump(tiny_recipe()), recipe_dir=str(tmp_path),
-                               offers=[], options={}, workdir=str(tmp_path / "orphan"), max_cost=None, deadline=time.time() - 1,
-                               now=time.time() - 100)
+        orphan = st.create_job(
+            name="orphan",
+            backend="local",
+            recipe_yaml=yaml.safe_dump(tiny_recipe()),
+            recipe_dir=str(tmp_path),
+            offers=[],
+            options={},
+            workdir=str(tmp_path / "orphan"),
+            max_cost=None,
+            deadline=time.time() - 1,
+            now=time.time() - 100,
+        )
         (tmp_path / "orphan").mkdir()
-        wait(lambda: open_store().job(orphan).status == "STOPPED_DEADLINE", 60, "the daemon to adopt the orphan job")
+        wait(
+            lambda: open_store().job(orphan).status == "STOPPED_DEADLINE",
+            60,
+            "the daemon to adopt the orphan job",
+        )
         assert any(e.kind == "restart" for e in open_store().events(orphan))
         second = spotrain("scheduler", "--poll", "1")
         assert second.returncode == 2 and "a scheduler already runs for this job database" in second.stderr
@@ -348,7 +487,9 @@ def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env
     assert "schedule 1 (nightly) added: interval[0:00:03]" in out
     from spotrain.jobs.db import connect
 
-    with connect().connect() as c:  # APScheduler's own table in the job database keeps the job and its next time
+    with (
+        connect().connect() as c
+    ):  # APScheduler's own table in the job database keeps the job and its next time
         rows = c.execute(text("SELECT id, next_run_time, job_state FROM apscheduler_jobs")).all()
     assert [row[0] for row in rows] == ["schedule-1"] and rows[0][1] > time.time() - 60
     import pickle
@@ -365,7 +506,9 @@ def test_daemon_fires_on_its_trigger_and_keeps_its_schedule_across_a_restart(env
     hist = show(1)["history"]
     launched = [h for h in hist if h["outcome"] == "launched"]
     assert all(h["outcome"] in ("launched", "skipped") for h in hist)
-    assert all("still" in h["message"] for h in hist if h["outcome"] == "skipped")  # only overlaps were skipped
+    assert all(
+        "still" in h["message"] for h in hist if h["outcome"] == "skipped"
+    )  # only overlaps were skipped
     for h in launched:
         wait(lambda: job_ended(h["job"]), what=f"job {h['job']} to end")
     from spotrain.jobs.service import open_store
@@ -382,9 +525,20 @@ def test_a_cap_too_small_to_make_progress_is_skipped_with_the_cap_that_would_wor
     from spotrain.jobs.service import open_store
 
     store = open_store()
-    sid = schedules.add(store, name="n", recipe_path=str(recipe(tmp_path)), overrides=[], backend="local", trigger={"every": 3600.0},
-                        timezone="UTC", max_cost_per_run=0.004, monthly_budget=0.005, total_budget=None, allow_overlap=False,
-                        now=time.time())
+    sid = schedules.add(
+        store,
+        name="n",
+        recipe_path=str(recipe(tmp_path)),
+        overrides=[],
+        backend="local",
+        trigger={"every": 3600.0},
+        timezone="UTC",
+        max_cost_per_run=0.004,
+        monthly_budget=0.005,
+        total_budget=None,
+        allow_overlap=False,
+        now=time.time(),
+    )
     out = scheduler.fire(sid)
     assert out["outcome"] == "skipped", out
     assert "cannot make progress" in out["message"] and "a cap of at least $" in out["message"]

@@ -36,8 +36,26 @@ def all_models(root=Recipe, seen=None):
 
 def test_every_field_of_every_section_has_a_description():
     models = all_models()
-    assert {m.__name__ for m in models} >= {"Recipe", "Data", "Model", "Train", "Eval", "Resources", "Budget", "Storage", "FilesSource", "StdlibSource", "BPETokenizer", "PretrainedTokenizer"}
-    missing = [f"{m.__name__}.{n}" for m in models for n, f in m.model_fields.items() if not (f.description or "").strip()]
+    assert {m.__name__ for m in models} >= {
+        "Recipe",
+        "Data",
+        "Model",
+        "Train",
+        "Eval",
+        "Resources",
+        "Budget",
+        "Storage",
+        "FilesSource",
+        "StdlibSource",
+        "BPETokenizer",
+        "PretrainedTokenizer",
+    }
+    missing = [
+        f"{m.__name__}.{n}"
+        for m in models
+        for n, f in m.model_fields.items()
+        if not (f.description or "").strip()
+    ]
     assert missing == []
 
 
@@ -85,9 +103,20 @@ def test_gpt2_small_is_a_124m_model():
 
 def test_overrides_are_typed_by_the_schema(tmp_path):
     data = {"name": "x", "data": {"sources": [{"type": "files", "paths": ["a"]}]}}
-    apply_overrides(data, ["train.steps=20", "train.lr=3e-4", "name=007", "description=true", "budget.deadline=36h",
-                           "resources.accelerators=[A100:8, L4]", "data.sources.0.paths=[b.txt]", "model.vocab_size=null",
-                           "model.from=gpt2"])
+    apply_overrides(
+        data,
+        [
+            "train.steps=20",
+            "train.lr=3e-4",
+            "name=007",
+            "description=true",
+            "budget.deadline=36h",
+            "resources.accelerators=[A100:8, L4]",
+            "data.sources.0.paths=[b.txt]",
+            "model.vocab_size=null",
+            "model.from=gpt2",
+        ],
+    )
     assert data["train"]["steps"] == 20
     assert data["name"] == "007" and data["description"] == "true"  # text fields keep text
     assert data["resources"]["accelerators"] == ["A100:8", "L4"]
@@ -103,7 +132,10 @@ def test_bad_overrides_name_the_override(tmp_path):
         load_recipe(recipe, ["train.stepz=3", "train.steps=many"])
     lines = exc.value.lines
     assert "override 'train.stepz=3': train.stepz: unknown key 'stepz' — did you mean 'steps'?" in lines
-    assert any(l.startswith("override 'train.steps=many': train.steps: Input should be a valid integer") for l in lines)
+    assert any(
+        l.startswith("override 'train.steps=many': train.steps: Input should be a valid integer")
+        for l in lines
+    )
     with pytest.raises(RecipeError, match="write it as dotted.key=value"):
         load_recipe(recipe, ["train.steps"])
     with pytest.raises(RecipeError, match=r"data.sources\[5\] does not exist"):
@@ -111,13 +143,23 @@ def test_bad_overrides_name_the_override(tmp_path):
 
 
 def test_show_prints_resolved_recipe_with_overrides():
-    res = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "train.warmup_steps=1", "model.layers=1")
+    res = spotrain(
+        "recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "train.warmup_steps=1", "model.layers=1"
+    )
     assert res.returncode == 0, res.stderr
     shown = yaml.safe_load(res.stdout)
     assert shown["train"]["steps"] == 7 and shown["model"]["layers"] == 1
     assert shown["train"]["checkpoints"]["keep_last"] == 2  # from the file
     assert shown["train"]["grad_accum"] == 1  # a default filled in
-    again = spotrain("recipe", "show", "recipes/tiny-gpt.yaml", "train.steps=7", "train.warmup_steps=1", "model.layers=1", "--json")
+    again = spotrain(
+        "recipe",
+        "show",
+        "recipes/tiny-gpt.yaml",
+        "train.steps=7",
+        "train.warmup_steps=1",
+        "model.layers=1",
+        "--json",
+    )
     assert json.loads(again.stdout) == shown
 
 

@@ -13,8 +13,17 @@ import pytest
 import yaml
 
 from spotrain.pricing.offer import Offer
-from spotrain.launcher.compiler import (EXIT_MARK, REDACTED, CompileError, Source, cluster_name, compile_task, redacted,
-                                        resolve_values, to_yaml)
+from spotrain.launcher.compiler import (
+    EXIT_MARK,
+    REDACTED,
+    CompileError,
+    Source,
+    cluster_name,
+    compile_task,
+    redacted,
+    resolve_values,
+    to_yaml,
+)
 from spotrain.recipes.loader import load_recipe
 from spotrain.recipes.runtime.events import EVENT_MARK
 
@@ -26,9 +35,35 @@ SKY_PY = os.environ.get("SPOTRAIN_SKY_PYTHON", "")
 HAVE_SKY = bool(SKY_PY) and Path(SKY_PY).exists()
 SRC = Source(version="0.1.0", path="/src/spotrain", digest="abc123def4567890", constraints="constraints.txt")
 
-L4_SPOT = Offer("aws", "us-east-1", "use1-az1", "g6.xlarge", "L4", 1.0, 4.0, 16.0, spot=True, hourly=0.35, on_demand_hourly=0.80)
-A10_OD = Offer("gcp", "us-central1", "", "g2-standard-8", "L4", 1.0, 8.0, 32.0, spot=False, hourly=0.85, on_demand_hourly=0.85)
-SLURM = Offer("slurm", "skylocal", "", "2CPU--4GB", "", 0.0, 2.0, 4.0, spot=False, hourly=0.14, on_demand_hourly=0.14)
+L4_SPOT = Offer(
+    "aws",
+    "us-east-1",
+    "use1-az1",
+    "g6.xlarge",
+    "L4",
+    1.0,
+    4.0,
+    16.0,
+    spot=True,
+    hourly=0.35,
+    on_demand_hourly=0.80,
+)
+A10_OD = Offer(
+    "gcp",
+    "us-central1",
+    "",
+    "g2-standard-8",
+    "L4",
+    1.0,
+    8.0,
+    32.0,
+    spot=False,
+    hourly=0.85,
+    on_demand_hourly=0.85,
+)
+SLURM = Offer(
+    "slurm", "skylocal", "", "2CPU--4GB", "", 0.0, 2.0, 4.0, spot=False, hourly=0.14, on_demand_hourly=0.14
+)
 
 
 def _recipe(overrides=()):
@@ -38,22 +73,34 @@ def _recipe(overrides=()):
 
 def _compile(offers, overrides=(), **kw):
     r, d = _recipe(overrides)
-    return compile_task(r, "name: x\n", offers, recipe_dir=str(d), source=SRC, task_name="sp-x", run_id="job-7", **kw)
+    return compile_task(
+        r, "name: x\n", offers, recipe_dir=str(d), source=SRC, task_name="sp-x", run_id="job-7", **kw
+    )
 
 
 def test_one_attempt_targets_exactly_the_chosen_offer():
     c = _compile([L4_SPOT, A10_OD]).config
     res = c["resources"]
-    assert res == {"infra": "aws/us-east-1/use1-az1", "use_spot": True, "instance_type": "g6.xlarge", "disk_size": 200,
-                   "accelerators": {"L4": 1}}
+    assert res == {
+        "infra": "aws/us-east-1/use1-az1",
+        "use_spot": True,
+        "instance_type": "g6.xlarge",
+        "disk_size": 200,
+        "accelerators": {"L4": 1},
+    }
     assert c["num_nodes"] == 1 and c["workdir"] == str(ROOT / "recipes")
     assert c["file_mounts"] == {"~/.spotrain/src": "/src/spotrain"}
     assert c["envs"]["SPOTRAIN_RUN_ID"] == "job-7"
     # setup installs spotrain with its pins, once per source version; run mirrors events and exit code
     # (uv when the node has it, else pip; both with the checkout's pins)
-    assert '"$UV" pip install -q --compile-bytecode --python "$V/bin/python" -c ~/.spotrain/src/constraints.txt ~/.spotrain/src' in c["setup"]
+    assert (
+        '"$UV" pip install -q --compile-bytecode --python "$V/bin/python" '
+        "-c ~/.spotrain/src/constraints.txt ~/.spotrain/src" in c["setup"]
+    )
     assert '"$V/bin/pip" install -q -c ~/.spotrain/src/constraints.txt ~/.spotrain/src' in c["setup"]
-    assert "env}-0.1.0-abc123def456" in c["setup"] and "flock" in c["setup"] and ".spotrain-ready" in c["setup"]
+    assert (
+        "env}-0.1.0-abc123def456" in c["setup"] and "flock" in c["setup"] and ".spotrain-ready" in c["setup"]
+    )
     assert "SPOTRAIN_EVENTS_STDOUT=1" in c["run"] and EXIT_MARK.strip() in c["run"]
     assert "spotrain run .spotrain-recipe.yaml --workdir" in c["run"]
 
@@ -77,8 +124,14 @@ def test_multi_node_wires_skypilot_rank_ips_and_gpus_into_accelerate():
     c = _compile([L4_SPOT], ["resources.num_nodes=4"]).config
     assert c["num_nodes"] == 4
     run = c["run"]
-    for needle in ("SKYPILOT_NODE_IPS", "--machine_rank \"$SKYPILOT_NODE_RANK\"", "SKYPILOT_NUM_GPUS_PER_NODE",
-                   "--num_machines \"$SKYPILOT_NUM_NODES\"", "accelerate.commands.launch", "--main_process_ip \"$MASTER\""):
+    for needle in (
+        "SKYPILOT_NODE_IPS",
+        '--machine_rank "$SKYPILOT_NODE_RANK"',
+        "SKYPILOT_NUM_GPUS_PER_NODE",
+        '--num_machines "$SKYPILOT_NUM_NODES"',
+        "accelerate.commands.launch",
+        '--main_process_ip "$MASTER"',
+    ):
         assert needle in run, needle
     single = _compile([L4_SPOT]).config["run"]
     assert "accelerate.commands.launch" not in single and "--nproc" in single
@@ -108,7 +161,9 @@ def test_null_values_come_from_the_launching_shell():
 def test_checkpoints_off_the_bucket_warn_and_bad_offers_fail():
     assert any("not a bucket" in w for w in _compile([L4_SPOT]).warnings)
     assert _compile([L4_SPOT], ["storage.checkpoints=s3://b/p"]).warnings == []
-    assert _compile([SLURM], ["storage.checkpoints=/shared/ckpt"]).warnings == []  # a Slurm cluster's shared disk
+    assert (
+        _compile([SLURM], ["storage.checkpoints=/shared/ckpt"]).warnings == []
+    )  # a Slurm cluster's shared disk
     with pytest.raises(CompileError, match="cannot launch on cloud 'onprem'"):
         _compile([replace(L4_SPOT, cloud="onprem")])
     with pytest.raises(CompileError, match="no offers"):
@@ -139,9 +194,13 @@ def test_event_mirror_is_what_the_backend_parses(tmp_path, monkeypatch, capsys):
     log.close()
     out = capsys.readouterr().out
     assert out.startswith(EVENT_MARK)
-    prefixed = "".join(f"(task, pid=1) {line}\n" for line in out.splitlines()) + f"(task, pid=1) {EXIT_MARK}143\n"
-    events, code = parse_log(prefixed + "(task, pid=1) SPOTRAIN_EVENT {\"cut\n")
-    assert [json.loads(e) for e in events] == [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    prefixed = (
+        "".join(f"(task, pid=1) {line}\n" for line in out.splitlines()) + f"(task, pid=1) {EXIT_MARK}143\n"
+    )
+    events, code = parse_log(prefixed + '(task, pid=1) SPOTRAIN_EVENT {"cut\n')
+    assert [json.loads(e) for e in events] == [
+        json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()
+    ]
     assert code == 143
 
 
@@ -151,7 +210,11 @@ def _node_log(lines: int) -> list[str]:
     out = []
     for i in range(lines):
         if i % 3 == 0:
-            out.append(f"(task, pid=7) {EVENT_MARK}" + json.dumps({"event": "step", "step": i, "time": 1000.0 + i}) + "\n")
+            out.append(
+                f"(task, pid=7) {EVENT_MARK}"
+                + json.dumps({"event": "step", "step": i, "time": 1000.0 + i})
+                + "\n"
+            )
         else:
             out.append("(task, pid=7) UserWarning: the same warning every step\n" if i % 3 == 1 else "\n")
     return out
@@ -168,7 +231,7 @@ def test_log_pulls_join_the_tail_to_the_copy_they_have():
         cut = have + log[have_len][:9]
         assert join_tail(cut, "".join(now[-n:]), n) == "".join(now) or now_len == have_len
     # more new lines than the tail holds: no seam, pull the whole log
-    assert join_tail("".join(log[:100]), "".join(log[200 - n:200]), n) is None
+    assert join_tail("".join(log[:100]), "".join(log[200 - n : 200]), n) is None
     # fewer lines than asked for: the tail is the whole log
     assert join_tail("".join(log[:10]), "".join(log[:20]), n) == "".join(log[:20])
     # ... but never one shorter than the copy: SkyPilot prints nothing for a tail that lies past a
@@ -179,7 +242,7 @@ def test_log_pulls_join_the_tail_to_the_copy_they_have():
     assert join_tail("".join(plain[:60]), "".join(plain[-n:]), n) is None
     # a copy that is not a prefix of the log (a rewritten log): no seam
     other = [l.replace("pid=7", "pid=8") for l in log]
-    assert join_tail("".join(other[:100]), "".join(log[110 - n:110]), n) is None
+    assert join_tail("".join(other[:100]), "".join(log[110 - n : 110]), n) is None
 
 
 # ---------------------------------------------------------------------------- the CLI
@@ -189,7 +252,9 @@ def _dry_run(recipe: Path, *extra: str, env: dict | None = None):
 
 def test_dry_run_prints_yaml_with_secrets_redacted_and_launches_nothing(tmp_path):
     env = {"SPOTRAIN_HOME": str(tmp_path / "home")}
-    res = _dry_run(ROOT / "recipes" / "tiny-gpt.yaml", "secrets={HF_TOKEN: tok_very_secret}", "env={MODE: fast}", env=env)
+    res = _dry_run(
+        ROOT / "recipes" / "tiny-gpt.yaml", "secrets={HF_TOKEN: tok_very_secret}", "env={MODE: fast}", env=env
+    )
     assert res.returncode == 0, res.stderr
     assert "tok_very_secret" not in res.stdout + res.stderr
     cfg = yaml.safe_load(res.stdout)
@@ -202,14 +267,31 @@ def test_dry_run_prints_yaml_with_secrets_redacted_and_launches_nothing(tmp_path
 def test_dry_run_needs_the_sky_backend_and_sky_rejects_injected_preemptions():
     res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--dry-run", "--no-live")
     assert res.returncode == 2 and "--backend sky" in res.stderr and "Traceback" not in res.stderr
-    res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--backend", "sky", "--preempt-every", "30s", "--no-live", "-y")
+    res = spotrain(
+        "launch",
+        str(ROOT / "recipes" / "tiny-gpt.yaml"),
+        "--backend",
+        "sky",
+        "--preempt-every",
+        "30s",
+        "--no-live",
+        "-y",
+    )
     assert res.returncode == 2 and "local backend only" in res.stderr
 
 
 def test_a_secret_missing_from_the_shell_is_a_one_line_error():
     env = {k: v for k, v in os.environ.items() if k != "NOT_SET_ANYWHERE"}
-    res = spotrain("launch", str(ROOT / "recipes" / "tiny-gpt.yaml"), "--backend", "sky", "--no-live", "-y",
-                   "secrets={NOT_SET_ANYWHERE: null}", env=env)
+    res = spotrain(
+        "launch",
+        str(ROOT / "recipes" / "tiny-gpt.yaml"),
+        "--backend",
+        "sky",
+        "--no-live",
+        "-y",
+        "secrets={NOT_SET_ANYWHERE: null}",
+        env=env,
+    )
     errors = [l for l in res.stderr.splitlines() if not l.startswith("warning:")]
     assert res.returncode == 2 and len(errors) == 1 and "NOT_SET_ANYWHERE" in errors[0], res.stderr
 
@@ -223,13 +305,26 @@ def test_every_shipped_recipe_loads_in_skypilot(mode):
         res = _dry_run(recipe, f"recovery.controller={mode}", "secrets={TOKEN: abc}")
         assert res.returncode == 0, (recipe.name, res.stderr)
         configs.append(yaml.safe_load(res.stdout))
-    script = ("import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n"
-              "    t = sky.Task.from_yaml_config(c)\n"
-              "    out.append({'name': t.name, 'nodes': t.num_nodes, 'spot': sorted({r.use_spot for r in t.resources}),\n"
-              "                'n': len(t.resources), 'run': t.run, 'secrets': sorted(t.secrets)})\n"
-              "print('OUT:' + json.dumps(out))\n")
-    env = {**os.environ, "SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1"}
-    res = subprocess.run([SKY_PY, "-c", script], input=json.dumps(configs), capture_output=True, text=True, timeout=300, env=env)
+    script = (
+        "import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n    t = "
+        "sky.Task.from_yaml_config(c)\n    out.append({'name': t.name, 'nodes': t.num_nodes, 'spot': "
+        "sorted({r.use_spot for r in t.resources}),\n                'n': len(t.resources), 'run': t.run, "
+        "'secrets': sorted(t.secrets)})\nprint('OUT:' + json.dumps(out))\n"
+    )
+    env = {
+        **os.environ,
+        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+        "DO_NOT_TRACK": "1",
+        "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1",
+    }
+    res = subprocess.run(
+        [SKY_PY, "-c", script],
+        input=json.dumps(configs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads([l for l in res.stdout.splitlines() if l.startswith("OUT:")][-1][4:])
     assert len(got) == len(RECIPES)

@@ -14,7 +14,9 @@ import pytest
 from conftest import ROOT, free_port, spotrain
 
 SKY_PY = os.environ.get("SPOTRAIN_SKY_PYTHON", "")
-pytestmark = pytest.mark.skipif(not (SKY_PY and Path(SKY_PY).exists()), reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv)")
+pytestmark = pytest.mark.skipif(
+    not (SKY_PY and Path(SKY_PY).exists()), reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv)"
+)
 TINY = str(ROOT / "recipes" / "tiny-gpt.yaml")
 
 
@@ -36,8 +38,12 @@ def _no_job(env: dict) -> None:
 @pytest.fixture
 def sky_env(tmp_path):
     """A SkyPilot with no cloud set up: its own HOME and API server port."""
-    return {"HOME": str(tmp_path / "home"), "SKYPILOT_API_SERVER_LOCAL_PORT": str(free_port()),
-            "SPOTRAIN_HOME": str(tmp_path / "spotrain"), "SPOTRAIN_SKY_PYTHON": SKY_PY}
+    return {
+        "HOME": str(tmp_path / "home"),
+        "SKYPILOT_API_SERVER_LOCAL_PORT": str(free_port()),
+        "SPOTRAIN_HOME": str(tmp_path / "spotrain"),
+        "SPOTRAIN_SKY_PYTHON": SKY_PY,
+    }
 
 
 def test_unreachable_api_server_is_one_clear_line(sky_env):
@@ -45,7 +51,11 @@ def test_unreachable_api_server_is_one_clear_line(sky_env):
     res = spotrain("launch", TINY, "--backend", "sky", "--no-live", "-y", env=env)
     errs = _errors(res.stderr)
     assert res.returncode == 2 and len(errs) == 1, res.stderr
-    assert "cannot reach the SkyPilot API server" in errs[0] and "sky api" in errs[0] and "Traceback" not in res.stderr
+    assert (
+        "cannot reach the SkyPilot API server" in errs[0]
+        and "sky api" in errs[0]
+        and "Traceback" not in res.stderr
+    )
     _no_job(env)
 
 
@@ -61,10 +71,28 @@ def test_no_cloud_enabled_says_run_sky_check_and_stops_the_server_it_started(sky
 
 def test_resources_skypilot_rejects_give_its_reason(sky_env, tmp_path):
     prices = tmp_path / "prices.yaml"  # a region name SkyPilot's infra syntax cannot express
-    prices.write_text("offers:\n  - {cloud: aws, region: eu/west/1, instance: m5.large, vcpus: 2, memory_gb: 8, price: 0.096}\n")
-    res = spotrain("launch", TINY, "--backend", "sky", "--no-live", "-y", "--prices", str(prices), "resources.clouds=[aws]",
-                   "resources.regions=[eu/west/1]", env=sky_env)
+    prices.write_text(
+        "offers:\n  - {cloud: aws, region: eu/west/1, instance: m5.large, vcpus: 2, memory_gb: 8, price: "
+        "0.096}\n"
+    )
+    res = spotrain(
+        "launch",
+        TINY,
+        "--backend",
+        "sky",
+        "--no-live",
+        "-y",
+        "--prices",
+        str(prices),
+        "resources.clouds=[aws]",
+        "resources.regions=[eu/west/1]",
+        env=sky_env,
+    )
     errs = _errors(res.stderr)
     assert res.returncode == 2 and len(errs) == 1, res.stderr
-    assert "SkyPilot rejected the task" in errs[0] and "aws/eu/west/1" in errs[0] and "Traceback" not in res.stderr
+    assert (
+        "SkyPilot rejected the task" in errs[0]
+        and "aws/eu/west/1" in errs[0]
+        and "Traceback" not in res.stderr
+    )
     _no_job(sky_env)

@@ -24,28 +24,58 @@ CATALOGS = SHARED / "data" / "skypilot-catalog" / "v8"
 SKY_PY = os.environ.get("SPOTRAIN_SKY_PYTHON", "")
 CLOUDS = ["AWS", "GCP", "Azure", "Lambda"]
 
-pytestmark = pytest.mark.skipif(not (SKY_PY and Path(SKY_PY).exists() and CATALOGS.is_dir()),
-                                reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv) and ../shared/data/skypilot-catalog")
+pytestmark = pytest.mark.skipif(
+    not (SKY_PY and Path(SKY_PY).exists() and CATALOGS.is_dir()),
+    reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv) and ../shared/data/skypilot-catalog",
+)
 
-REQUESTS = [(a, n, spot, cloud) for a, n, spot, cloud in [
-    ("A100", 1, False, None), ("A100", 8, False, None), ("A100", 1, True, None), ("A100", 8, True, None),
-    ("A100-80GB", 1, False, None), ("A100-80GB", 8, False, None), ("A100-80GB", 1, True, None),
-    ("H100", 1, False, None), ("H100", 8, False, None), ("H100", 8, True, None), ("H100", 1, True, "aws"),
-    ("L4", 1, False, None), ("L4", 1, True, None), ("L4", 4, False, None), ("L4", 1, False, "gcp"),
-    ("V100", 1, False, None), ("V100", 1, True, None), ("T4", 1, False, None), ("T4", 1, True, None),
-    ("L40S", 1, False, None), ("A10", 1, False, None), ("H200", 8, False, None), ("B200", 8, False, None),
-    ("A100", 8, False, "lambda"),
-]]
+REQUESTS = [
+    (a, n, spot, cloud)
+    for a, n, spot, cloud in [
+        ("A100", 1, False, None),
+        ("A100", 8, False, None),
+        ("A100", 1, True, None),
+        ("A100", 8, True, None),
+        ("A100-80GB", 1, False, None),
+        ("A100-80GB", 8, False, None),
+        ("A100-80GB", 1, True, None),
+        ("H100", 1, False, None),
+        ("H100", 8, False, None),
+        ("H100", 8, True, None),
+        ("H100", 1, True, "aws"),
+        ("L4", 1, False, None),
+        ("L4", 1, True, None),
+        ("L4", 4, False, None),
+        ("L4", 1, False, "gcp"),
+        ("V100", 1, False, None),
+        ("V100", 1, True, None),
+        ("T4", 1, False, None),
+        ("T4", 1, True, None),
+        ("L40S", 1, False, None),
+        ("A10", 1, False, None),
+        ("H200", 8, False, None),
+        ("B200", 8, False, None),
+        ("A100", 8, False, "lambda"),
+    ]
+]
 
 
 @pytest.fixture(scope="module")
 def sky_choices():
-    spec = {"catalogs": str(CATALOGS), "clouds": CLOUDS,
-            "requests": [{"accelerator": a, "count": n, "spot": s, "cloud": c} for a, n, s, c in REQUESTS]}
-    res = subprocess.run([SKY_PY, str(Path(__file__).parent / "sky_reference.py")], input=json.dumps(spec),
-                         capture_output=True, text=True, timeout=600)
+    spec = {
+        "catalogs": str(CATALOGS),
+        "clouds": CLOUDS,
+        "requests": [{"accelerator": a, "count": n, "spot": s, "cloud": c} for a, n, s, c in REQUESTS],
+    }
+    res = subprocess.run(
+        [SKY_PY, str(Path(__file__).parent / "sky_reference.py")],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads([l for l in res.stdout.splitlines() if l.startswith("SKYREF:")][-1][len("SKYREF:"):])
+    return json.loads([l for l in res.stdout.splitlines() if l.startswith("SKYREF:")][-1][len("SKYREF:") :])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +95,9 @@ def raw_rows(cloud: str, instance: str) -> list[dict]:
 
 def spot_at_or_above_on_demand(sky) -> bool:
     rows = raw_rows(sky["cloud"], sky["instance"])
-    return any(r.get("SpotPrice") and float(r["SpotPrice"]) >= float(r["Price"]) for r in rows if r.get("Price"))
+    return any(
+        r.get("SpotPrice") and float(r["SpotPrice"]) >= float(r["Price"]) for r in rows if r.get("Price")
+    )
 
 
 def explain(req, ours, sky, table) -> str | None:
@@ -75,7 +107,10 @@ def explain(req, ours, sky, table) -> str | None:
         return None
     if ours is None:
         if spot and sky["spot"] and spot_at_or_above_on_demand(sky):
-            return "SkyPilot takes a spot price at or above on-demand at face value; spotrain treats it as no spot offer"
+            return (
+                "SkyPilot takes a spot price at or above on-demand at face value; spotrain treats it as no "
+                "spot offer"
+            )
         return None
     if ours.hourly < sky["hourly"] - 1e-9:
         # SkyPilot prices only one instance type per cloud (its cheapest catalog row), then its regions
@@ -84,7 +119,10 @@ def explain(req, ours, sky, table) -> str | None:
         # same type: SkyPilot's region choice for spot takes zone prices; ours takes the cheapest zone too
         return None
     if ours.hourly > sky["hourly"] + 1e-9 and spot and sky["spot"] and spot_at_or_above_on_demand(sky):
-        return "SkyPilot takes a spot price at or above on-demand at face value; spotrain treats it as no spot offer"
+        return (
+            "SkyPilot takes a spot price at or above on-demand at face value; spotrain treats it as no spot "
+            "offer"
+        )
     return None
 
 
@@ -94,8 +132,15 @@ def test_agrees_with_skypilot_optimizer(sky_choices, table):
     assert len(sky_choices) == len(REQUESTS)
     for req, sky in zip(REQUESTS, sky_choices):
         acc, n, spot, cloud = req
-        r = Recipe.model_validate(tiny_recipe(resources={"accelerators": [f"{acc}:{n}"], "spot": spot,
-                                                         "clouds": [cloud] if cloud else [c.lower() for c in CLOUDS]}))
+        r = Recipe.model_validate(
+            tiny_recipe(
+                resources={
+                    "accelerators": [f"{acc}:{n}"],
+                    "spot": spot,
+                    "clouds": [cloud] if cloud else [c.lower() for c in CLOUDS],
+                }
+            )
+        )
         try:
             ours = min(plan(r, table).candidates, key=lambda c: (c.hourly, c.cloud, c.region))
         except PlanError as exc:
@@ -109,7 +154,10 @@ def test_agrees_with_skypilot_optimizer(sky_choices, table):
                 problems.append(f"{req}: spotrain found nothing ({exc}); SkyPilot chose {sky}")
             continue
         if sky.get("error"):
-            problems.append(f"{req}: SkyPilot found nothing ({sky['error']}); spotrain chose {ours.cloud}/{ours.instance} ${ours.hourly:.4f}")
+            problems.append(
+                f"{req}: SkyPilot found nothing ({sky['error']}); spotrain chose "
+                f"{ours.cloud}/{ours.instance} ${ours.hourly:.4f}"
+            )
             continue
         if abs(ours.hourly - sky["hourly"]) < 1e-6:
             agreed += 1
@@ -118,8 +166,10 @@ def test_agrees_with_skypilot_optimizer(sky_choices, table):
         if why:
             explained.append((req, why))
         else:
-            problems.append(f"{req}: spotrain {ours.cloud}/{ours.region}/{ours.instance} ${ours.hourly:.4f} vs SkyPilot "
-                            f"{sky['cloud']}/{sky['region']}/{sky['instance']} ${sky['hourly']:.4f}")
+            problems.append(
+                f"{req}: spotrain {ours.cloud}/{ours.region}/{ours.instance} ${ours.hourly:.4f} vs SkyPilot "
+                f"{sky['cloud']}/{sky['region']}/{sky['instance']} ${sky['hourly']:.4f}"
+            )
     print(f"\nagreed {agreed}/{len(REQUESTS)}; explained differences: {explained}")
     assert not problems, "\n".join(problems)
     assert len(REQUESTS) >= 20 and agreed >= len(REQUESTS) // 2

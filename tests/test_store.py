@@ -22,8 +22,12 @@ from spotrain.recipes.runtime.train import checkpoint as local
 
 @pytest.fixture
 def s3(moto_endpoint, monkeypatch):
-    env = {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     import boto3
@@ -101,9 +105,21 @@ def test_protocol_skips_partial_and_corrupt_and_keeps_best(store_uri, tmp_path):
 
 
 def run_recipe(tmp_path: Path, uri: str, steps: int = 40) -> Path:
-    slow = {"family": "gpt2", "layers": 2, "heads": 4, "hidden": 128, "context": 32, "dropout": 0.1}  # ~55 ms/step
-    r = tiny_recipe(model=slow, train__batch_size=32, train__steps=steps, train__checkpoints={"every_steps": 5, "every_minutes": None, "keep_last": 2},
-                    storage={"checkpoints": uri, "upload_timeout_s": 60})
+    slow = {
+        "family": "gpt2",
+        "layers": 2,
+        "heads": 4,
+        "hidden": 128,
+        "context": 32,
+        "dropout": 0.1,
+    }  # ~55 ms/step
+    r = tiny_recipe(
+        model=slow,
+        train__batch_size=32,
+        train__steps=steps,
+        train__checkpoints={"every_steps": 5, "every_minutes": None, "keep_last": 2},
+        storage={"checkpoints": uri, "upload_timeout_s": 60},
+    )
     p = tmp_path / f"r-{uuid.uuid4().hex[:6]}.yaml"
     p.write_text(yaml.safe_dump(r))
     return p
@@ -113,11 +129,19 @@ def run_recipe(tmp_path: Path, uri: str, steps: int = 40) -> Path:
 @pytest.mark.parametrize("kind", ["s3", "gcs"])
 def test_sigkill_then_resume_on_a_fresh_machine_from_the_bucket(kind, request, tmp_path):
     uri, env = request.getfixturevalue(kind)
-    ref = spotrain("run", str(run_recipe(tmp_path, str(tmp_path / "refck"))), "--workdir", str(tmp_path / "ref"))
+    ref = spotrain(
+        "run", str(run_recipe(tmp_path, str(tmp_path / "refck"))), "--workdir", str(tmp_path / "ref")
+    )
     assert ref.returncode == 0, ref.stderr
     recipe = run_recipe(tmp_path, uri)
     # killed mid-upload of its second checkpoint (some files sent, no manifest), then on a "new machine"
-    first = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_FAILPOINT": "upload-partial@10"})
+    first = spotrain(
+        "run",
+        str(recipe),
+        "--workdir",
+        str(tmp_path / "m1"),
+        env={**env, "SPOTRAIN_FAILPOINT": "upload-partial@10"},
+    )
     assert first.returncode == -signal.SIGKILL
     st = open_store(uri)
     assert 10 in remote.remote_steps(st) and remote.remote_manifest(st, 10) is None
@@ -139,7 +163,13 @@ def test_sigkill_then_resume_on_a_fresh_machine_from_the_bucket(kind, request, t
 def test_gcs_server_killed_mid_upload_and_restarted(gcs, fake_gcs, tmp_path):
     uri, env = gcs
     recipe = run_recipe(tmp_path, uri, steps=20)
-    first = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_FAILPOINT": "upload-partial@15"})
+    first = spotrain(
+        "run",
+        str(recipe),
+        "--workdir",
+        str(tmp_path / "m1"),
+        env={**env, "SPOTRAIN_FAILPOINT": "upload-partial@15"},
+    )
     assert first.returncode == -signal.SIGKILL
     fake_gcs.stop()  # the server dies too, with a partial checkpoint in it
     fake_gcs.start()
@@ -180,7 +210,9 @@ def test_clear_errors_for_missing_bucket_and_network_down(s3, gcs, monkeypatch, 
     with pytest.raises(StoreError, match=r"bucket gs://no-such-bucket-y does not exist"):
         open_store("gs://no-such-bucket-y/p").put_bytes("k", b"1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    with pytest.raises(StoreError, match=r"still failing after 1s of retries .* network down or endpoint unreachable"):
+    with pytest.raises(
+        StoreError, match=r"still failing after 1s of retries .* network down or endpoint unreachable"
+    ):
         open_store("s3://b/p", retry_seconds=1).put_bytes("k", b"1")
     with pytest.raises(StoreError, match=r"no bucket name"):
         open_store("s3:///p")
@@ -221,15 +253,23 @@ def test_data_sources_read_from_buckets(kind, request, tmp_path):
 
     rng = random.Random(0)
     for i in range(12):
-        st.put_bytes(f"corpus/part-{i:02d}.txt", " ".join(f"w{rng.randint(0, 300)}" for _ in range(400)).encode())
+        st.put_bytes(
+            f"corpus/part-{i:02d}.txt", " ".join(f"w{rng.randint(0, 300)}" for _ in range(400)).encode()
+        )
     st.put_bytes("corpus/README.md", b"not a text shard")
-    r = Recipe.model_validate(tiny_recipe(data__sources=[{"type": "files", "paths": [f"{bucket_root}/corpus/part-*.txt"]}],
-                                          data__max_documents=None))
+    r = Recipe.model_validate(
+        tiny_recipe(
+            data__sources=[{"type": "files", "paths": [f"{bucket_root}/corpus/part-*.txt"]}],
+            data__max_documents=None,
+        )
+    )
     p = prepare(LoadedRecipe(r, None, tmp_path), tmp_path / "cache")
     assert p.manifest["stats"]["documents_in"] == 12
     again = prepare(LoadedRecipe(r, None, tmp_path), tmp_path / "cache")
     assert again.cached
-    bad = Recipe.model_validate(tiny_recipe(data__sources=[{"type": "files", "paths": [f"{bucket_root}/nothing/*.txt"]}]))
+    bad = Recipe.model_validate(
+        tiny_recipe(data__sources=[{"type": "files", "paths": [f"{bucket_root}/nothing/*.txt"]}])
+    )
     with pytest.raises(DataError, match="no objects match"):
         prepare(LoadedRecipe(bad, None, tmp_path), tmp_path / "cache")
 
@@ -244,8 +284,12 @@ def test_denied_access_names_bucket_and_credential_source(monkeypatch):
     from conftest import free_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(300):
             try:
@@ -284,9 +328,13 @@ def test_resume_at_the_final_step_and_sigint_after_resume_wait_for_nothing(s3, t
     assert first.returncode == 0, first.stdout + first.stderr
     again = spotrain("run", str(recipe), "--workdir", str(tmp_path / "m2"), env=env, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "resumed from checkpoint at step 10" in again.stdout and "warning" not in again.stdout + again.stderr
+    assert (
+        "resumed from checkpoint at step 10" in again.stdout and "warning" not in again.stdout + again.stderr
+    )
     longer = run_recipe(tmp_path, uri, steps=5000)  # same model and data: resumes from the bucket's step 10
-    proc = spotrain_popen("run", str(longer), "--workdir", str(tmp_path / "m3"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.5"})
+    proc = spotrain_popen(
+        "run", str(longer), "--workdir", str(tmp_path / "m3"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.5"}
+    )
     wait_for_event(tmp_path / "m3" / "events.jsonl", "checkpoint_restored", proc)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=45)  # upload_timeout_s is 60: it must not be waited out
@@ -304,7 +352,9 @@ def test_a_failed_final_upload_says_so_and_exits_3(s3, tmp_path):
     r = yaml.safe_load(recipe.read_text())
     r["storage"]["retry_seconds"] = 2
     recipe.write_text(yaml.safe_dump(r))
-    proc = spotrain_popen("run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.2"})
+    proc = spotrain_popen(
+        "run", str(recipe), "--workdir", str(tmp_path / "m1"), env={**env, "SPOTRAIN_STEP_SLEEP": "0.2"}
+    )
     wait_for_event(tmp_path / "m1" / "events.jsonl", "checkpoint_uploaded", proc)
     bucket = uri[5:].split("/", 1)[0]
     b = boto3.resource("s3").Bucket(bucket)

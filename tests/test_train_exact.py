@@ -26,7 +26,10 @@ def losses(workdir: Path) -> dict[int, float]:
 
 def final_state(workdir: Path, step: int) -> tuple[dict, dict]:
     ck = workdir / "checkpoints" / f"step-{step:08d}"
-    return (torch.load(ck / "model.pt", weights_only=False), torch.load(ck / "optimizer.pt", weights_only=False))
+    return (
+        torch.load(ck / "model.pt", weights_only=False),
+        torch.load(ck / "optimizer.pt", weights_only=False),
+    )
 
 
 def assert_same_tensors(a, b, where=""):
@@ -70,7 +73,17 @@ def reference(tmp_path_factory):
     recipe = tmp / "r.yaml"
     import yaml
 
-    recipe.write_text(yaml.safe_dump(tiny_recipe(model__dropout=0.1, train__grad_accum=2, train__batch_size=2, train__steps=40, train__checkpoints={"every_steps": 4, "every_minutes": None, "keep_last": 20})))
+    recipe.write_text(
+        yaml.safe_dump(
+            tiny_recipe(
+                model__dropout=0.1,
+                train__grad_accum=2,
+                train__batch_size=2,
+                train__steps=40,
+                train__checkpoints={"every_steps": 4, "every_minutes": None, "keep_last": 20},
+            )
+        )
+    )
     res = spotrain("run", str(recipe), "--workdir", str(tmp / "run"))
     assert res.returncode == 0, res.stderr
     return recipe, tmp / "run"
@@ -81,9 +94,21 @@ def test_sigkill_anywhere_resumes_bit_identical(reference, tmp_path):
     recipe, ref_dir = reference
     work = tmp_path / "run"
     # Killed at each phase of the checkpoint protocol, then at a random moment of training.
-    for phase, step in [("model-written", 8), ("files-written", 12), ("renamed", 16), ("manifest-written", 20)]:
-        res = spotrain("run", str(recipe), "--workdir", str(work), env={"SPOTRAIN_FAILPOINT": f"{phase}@{step}"})
-        assert res.returncode == -signal.SIGKILL, (phase, res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+    for phase, step in [
+        ("model-written", 8),
+        ("files-written", 12),
+        ("renamed", 16),
+        ("manifest-written", 20),
+    ]:
+        res = spotrain(
+            "run", str(recipe), "--workdir", str(work), env={"SPOTRAIN_FAILPOINT": f"{phase}@{step}"}
+        )
+        assert res.returncode == -signal.SIGKILL, (
+            phase,
+            res.returncode,
+            res.stdout[-2000:],
+            res.stderr[-2000:],
+        )
         broken = work / "checkpoints" / f"step-{step:08d}"
         assert not (broken / "MANIFEST.json").exists(), f"{phase}: a manifest exists for an interrupted save"
     proc = spotrain_popen("run", str(recipe), "--workdir", str(work))

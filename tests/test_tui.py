@@ -22,8 +22,12 @@ from spotrain.recipes.runtime.events import EventLog
 from spotrain.tui import chart, model
 
 T0 = 1_780_000_000.0  # a fixed epoch: the screen is reproducible
-SPOT = Offer("aws", "us-east-1", "", "g5.xlarge", "A10G", 1, 4, 16, spot=True, hourly=0.36, on_demand_hourly=1.006)
-OD = Offer("aws", "us-west-2", "", "g5.xlarge", "A10G", 1, 4, 16, spot=False, hourly=1.006, on_demand_hourly=1.006)
+SPOT = Offer(
+    "aws", "us-east-1", "", "g5.xlarge", "A10G", 1, 4, 16, spot=True, hourly=0.36, on_demand_hourly=1.006
+)
+OD = Offer(
+    "aws", "us-west-2", "", "g5.xlarge", "A10G", 1, 4, 16, spot=False, hourly=1.006, on_demand_hourly=1.006
+)
 
 
 def _advance(store: Store, job: int, *path: JobStatus, now: float) -> None:
@@ -31,8 +35,18 @@ def _advance(store: Store, job: int, *path: JobStatus, now: float) -> None:
         store.transition(job, s, now)
 
 
-def _attempt(store: Store, tmp: Path, job: int, offer: dict, start: float, steps: range, restored: int | None,
-             end: float | None, reason: EndReason | None, step_s: float = 60.0) -> int:
+def _attempt(
+    store: Store,
+    tmp: Path,
+    job: int,
+    offer: dict,
+    start: float,
+    steps: range,
+    restored: int | None,
+    end: float | None,
+    reason: EndReason | None,
+    step_s: float = 60.0,
+) -> int:
     """An attempt that trains ``steps`` one per ``step_s`` (events by the runtime's EventLog), billed
     every 30 s as the controller does, ended at ``end`` (or still running)."""
     a = store.start_attempt(job, offer, "local", emulated=True, now=start)
@@ -44,10 +58,20 @@ def _attempt(store: Store, tmp: Path, job: int, offer: dict, start: float, steps
         log.emit("checkpoint_restored", step=restored, path="x", tokens_seen=0)
     for i, s in enumerate(steps):
         now[0] = start + (i + 1) * step_s
-        log.emit("step", step=s, loss=round(4.0 * math.exp(-s / 150) + 1.0, 4), lr=1e-3, grad_norm=1.0, tokens=s * 4096,
-                 tokens_per_s=1234.5, epoch=0.1)
+        log.emit(
+            "step",
+            step=s,
+            loss=round(4.0 * math.exp(-s / 150) + 1.0, 4),
+            lr=1e-3,
+            grad_norm=1.0,
+            tokens=s * 4096,
+            tokens_per_s=1234.5,
+            epoch=0.1,
+        )
         if s % 100 == 0:
-            log.emit("eval", step=s, loss=round(4.2 * math.exp(-s / 150) + 1.1, 4), perplexity=3.0, accuracy=0.4)
+            log.emit(
+                "eval", step=s, loss=round(4.2 * math.exp(-s / 150) + 1.1, 4), perplexity=3.0, accuracy=0.4
+            )
     log.close()
     stop = end if end is not None else start + len(steps) * step_s
     t = start
@@ -69,8 +93,18 @@ def store(tmp_path) -> Store:
     recipe = yaml.safe_dump({"name": "tiny-gpt", "train": {"steps": 600}})
 
     def job(name, cap, deadline=None):
-        return st.create_job(name=name, backend="local", recipe_yaml=recipe, recipe_dir=str(tmp_path), offers=[SPOT, OD],
-                             options={}, workdir=str(tmp_path), max_cost=cap, deadline=deadline, now=T0)
+        return st.create_job(
+            name=name,
+            backend="local",
+            recipe_yaml=recipe,
+            recipe_dir=str(tmp_path),
+            offers=[SPOT, OD],
+            options={},
+            workdir=str(tmp_path),
+            max_cost=cap,
+            deadline=deadline,
+            now=T0,
+        )
 
     j1 = job("done-run", 1.0)
     _advance(st, j1, JobStatus.PROVISIONING, JobStatus.RUNNING, now=T0)
@@ -81,7 +115,15 @@ def store(tmp_path) -> Store:
     _advance(st, j2, JobStatus.PROVISIONING, JobStatus.RUNNING, now=T0)
     # attempt 1 trains to step 250, checkpointed at 200, preempted; attempt 2 restores 200
     _attempt(st, tmp_path, j2, SPOT, T0, range(10, 251, 10), None, T0 + 25 * 60 + 10, EndReason.PREEMPTED)
-    _advance(st, j2, JobStatus.PREEMPTED, JobStatus.RECOVERING, JobStatus.PROVISIONING, JobStatus.RUNNING, now=T0 + 26 * 60)
+    _advance(
+        st,
+        j2,
+        JobStatus.PREEMPTED,
+        JobStatus.RECOVERING,
+        JobStatus.PROVISIONING,
+        JobStatus.RUNNING,
+        now=T0 + 26 * 60,
+    )
     _attempt(st, tmp_path, j2, OD, T0 + 26 * 60, range(210, 401, 10), 200, None, None)
 
     j3 = job("cancelled-early", None)
@@ -108,7 +150,9 @@ def test_every_step_gets_the_dollars_spent_when_it_was_logged(store):
     assert [p.time for p in d.train] == sorted(p.time for p in d.train)
     ledger = store.ledger(job)
     for p in d.train:  # the ledger integrated up to the step's time, independently here
-        want = math.fsum(e.amount * min(1.0, max(0.0, (p.time - e.start) / (e.end - e.start))) for e in ledger)
+        want = math.fsum(
+            e.amount * min(1.0, max(0.0, (p.time - e.start) / (e.end - e.start))) for e in ledger
+        )
         assert p.spend == pytest.approx(want, rel=1e-9, abs=1e-12)
     spends = [p.spend for p in d.train]
     assert spends == sorted(spends) and spends[0] > 0
@@ -133,8 +177,18 @@ def test_work_lost_to_a_preemption_is_counted_with_its_cost(store):
 
 def test_a_restart_from_scratch_loses_everything_the_attempt_trained(tmp_path):
     st = Store(connect(f"sqlite:///{tmp_path / 'jobs.db'}"))
-    j = st.create_job(name="x", backend="local", recipe_yaml="train: {steps: 100}", recipe_dir=".", offers=[], options={},
-                      workdir=".", max_cost=None, deadline=None, now=T0)
+    j = st.create_job(
+        name="x",
+        backend="local",
+        recipe_yaml="train: {steps: 100}",
+        recipe_dir=".",
+        offers=[],
+        options={},
+        workdir=".",
+        max_cost=None,
+        deadline=None,
+        now=T0,
+    )
     _attempt(st, tmp_path, j, SPOT, T0, range(10, 61, 10), None, T0 + 400, EndReason.PREEMPTED)
     _attempt(st, tmp_path, j, SPOT, T0 + 500, range(10, 31, 10), None, None, None)
     d = model.job_detail(st, j)
@@ -170,13 +224,24 @@ def test_spend_clock_is_exact_inside_and_between_entries():
             self.start, self.end, self.amount = start, end, amount
 
     c = model.SpendClock([E(0, 10, 1.0), E(10, 20, 3.0), E(50, 60, 2.0)])
-    assert [c.at(t) for t in (-1, 0, 5, 10, 15, 30, 55, 60, 99)] == pytest.approx([0, 0, 0.5, 1, 2.5, 4, 5, 6, 6])
+    assert [c.at(t) for t in (-1, 0, 5, 10, 15, 30, 55, 60, 99)] == pytest.approx(
+        [0, 0, 0.5, 1, 2.5, 4, 5, 6, 6]
+    )
 
 
 # ---------------------------------------------------------------------- charts
 def _dots(text: Text) -> set[tuple[int, int]]:
     """(x, y) of every Braille dot drawn, y down, in dot units (2 × 4 per cell)."""
-    bits = {0x01: (0, 0), 0x02: (0, 1), 0x04: (0, 2), 0x08: (1, 0), 0x10: (1, 1), 0x20: (1, 2), 0x40: (0, 3), 0x80: (1, 3)}
+    bits = {
+        0x01: (0, 0),
+        0x02: (0, 1),
+        0x04: (0, 2),
+        0x08: (1, 0),
+        0x10: (1, 1),
+        0x20: (1, 2),
+        0x40: (0, 3),
+        0x80: (1, 3),
+    }
     out = set()
     for r, line in enumerate(text.plain.split("\n")):
         for c, ch in enumerate(line):
@@ -203,17 +268,22 @@ def test_chart_draws_a_joined_line_between_its_points_and_labels_the_axes():
 
 
 def test_chart_colours_each_series_and_handles_flat_and_empty_data():
-    t = chart.plot([chart.Series([(0, 1), (1, 1)], "green"), chart.Series([(2, 5)], "yellow")], width=30, height=6)
+    t = chart.plot(
+        [chart.Series([(0, 1), (1, 1)], "green"), chart.Series([(2, 5)], "yellow")], width=30, height=6
+    )
     styles = {str(s.style) for s in t.spans}
     assert {"green", "yellow"} <= styles
     flat = chart.plot([chart.Series([(0, 2.0), (5, 2.0)])], width=20, height=5)
-    assert len(_dots(flat)) > 0 and "3.00" in flat.plain and "1.00" in flat.plain  # a flat line sits mid-chart
+    assert (
+        len(_dots(flat)) > 0 and "3.00" in flat.plain and "1.00" in flat.plain
+    )  # a flat line sits mid-chart
     assert chart.plot([], 20, 5, empty="nothing yet").plain == "nothing yet"
 
 
 # ---------------------------------------------------------------------- the app (Pilot)
 def pilot_test(fn):
     """Run an async Pilot test on its own event loop (no asyncio plugin needed)."""
+
     @functools.wraps(fn)
     def run(*args, **kwargs):
         return asyncio.run(fn(*args, **kwargs))
@@ -242,7 +312,11 @@ async def test_app_lists_jobs_and_follows_the_highlighted_one(store):
     async with app.run_test(size=(140, 44)) as pilot:
         jobs = app.query_one("#jobs", DataTable)
         assert jobs.row_count == 3
-        assert [str(jobs.get_row_at(i)[1]) for i in range(3)] == ["cancelled-early", "preempted-run", "done-run"]
+        assert [str(jobs.get_row_at(i)[1]) for i in range(3)] == [
+            "cancelled-early",
+            "preempted-run",
+            "done-run",
+        ]
         assert "3 jobs, 1 live" in app.sub_title
         assert "job 3 cancelled-early" in _static(app, "#summary")
         await pilot.press("down")
@@ -254,7 +328,11 @@ async def test_app_lists_jobs_and_follows_the_highlighted_one(store):
         d = model.job_detail(store, 2)
         assert f"spent ${d.row.spend:.4f} of $2.00" in summary
         att = app.query_one("#attempts", DataTable)
-        assert att.row_count == 2 and str(att.get_row_at(0)[7]) == "preempted" and str(att.get_row_at(1)[7]) == "running"
+        assert (
+            att.row_count == 2
+            and str(att.get_row_at(0)[7]) == "preempted"
+            and str(att.get_row_at(1)[7]) == "running"
+        )
         assert "loss vs step" in str(app.query_one("#loss").border_title)
         assert chr(0x2800) < max(_static(app, "#loss"))  # the curve is drawn
         assert "400" in _static(app, "#loss")  # x axis ends at the newest step
@@ -300,8 +378,18 @@ async def test_refresh_shows_new_jobs_and_new_spend(store, tmp_path):
         before = model.job_detail(store, 2).row.spend
         a = store.current_attempt(2)
         store.bill(a.id, a.billed_until + 3600)  # an hour more on-demand
-        store.create_job(name="fresh", backend="local", recipe_yaml="{}", recipe_dir=".", offers=[], options={}, workdir=".",
-                         max_cost=None, deadline=None, now=T0 + 3000)
+        store.create_job(
+            name="fresh",
+            backend="local",
+            recipe_yaml="{}",
+            recipe_dir=".",
+            offers=[],
+            options={},
+            workdir=".",
+            max_cost=None,
+            deadline=None,
+            now=T0 + 3000,
+        )
         await pilot.press("r")
         await pilot.pause()
         jobs = app.query_one("#jobs", DataTable)
@@ -342,12 +430,34 @@ def test_cli_refuses_an_unknown_job_in_one_line():
 async def test_header_shows_what_the_schedules_committed_this_month(store, tmp_path):
     from spotrain.jobs import schedules
 
-    a = schedules.add(store, name="nightly", recipe_path=str(tmp_path / "r.yaml"), overrides=[], backend="local",
-                      trigger={"cron": "0 3 * * *"}, timezone="UTC", max_cost_per_run=None, monthly_budget=10.0, total_budget=None,
-                      allow_overlap=False, now=T0)
-    schedules.add(store, name="weekly", recipe_path=str(tmp_path / "r.yaml"), overrides=[], backend="local",
-                  trigger={"every": 604800.0}, timezone="UTC", max_cost_per_run=None, monthly_budget=5.0, total_budget=None,
-                  allow_overlap=False, now=T0)
+    a = schedules.add(
+        store,
+        name="nightly",
+        recipe_path=str(tmp_path / "r.yaml"),
+        overrides=[],
+        backend="local",
+        trigger={"cron": "0 3 * * *"},
+        timezone="UTC",
+        max_cost_per_run=None,
+        monthly_budget=10.0,
+        total_budget=None,
+        allow_overlap=False,
+        now=T0,
+    )
+    schedules.add(
+        store,
+        name="weekly",
+        recipe_path=str(tmp_path / "r.yaml"),
+        overrides=[],
+        backend="local",
+        trigger={"every": 604800.0},
+        timezone="UTC",
+        max_cost_per_run=None,
+        monthly_budget=5.0,
+        total_budget=None,
+        allow_overlap=False,
+        now=T0,
+    )
     schedules.record(store, a, T0, "launched", 1, 1.0)  # finished: counts what it spent
     schedules.record(store, a, T0, "launched", 2, 2.0)  # live: counts its whole cap
     app = _app(store)

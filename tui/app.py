@@ -92,7 +92,13 @@ class SpotrainApp(App):
         Binding("p", "preempt", "Preempt"),
     ]
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time, refresh: float = 2.0, job_id: int | None = None):
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        refresh: float = 2.0,
+        job_id: int | None = None,
+    ):
         super().__init__()
         self.store = store
         self.clock = clock
@@ -138,11 +144,18 @@ class SpotrainApp(App):
         total = sum(r.spend for r in self.rows)
         live = sum(not r.terminal for r in self.rows)
         emulated = " (some emulated)" if any(r.emulated for r in self.rows) else ""
-        sub = f"{len(self.rows)} job{'' if len(self.rows) == 1 else 's'}, {live} live · spent {money(total)}{emulated}"
+        sub = (
+            f"{len(self.rows)} job{'' if len(self.rows) == 1 else 's'}, {live} live · spent "
+            f"{money(total)}{emulated}"
+        )
         sched = model.schedule_summary(self.store, now)
         if sched is not None:
-            sub += (f" · {sched.active} schedule{'' if sched.active == 1 else 's'}: {money(sched.month_committed)}"
-                    + (f" of {money(sched.monthly_budget)}" if sched.monthly_budget is not None else "") + " committed this month")
+            sub += (
+                f" · {sched.active} schedule{'' if sched.active == 1 else 's'}: "
+                f"{money(sched.month_committed)}"
+                + (f" of {money(sched.monthly_budget)}" if sched.monthly_budget is not None else "")
+                + " committed this month"
+            )
         self.sub_title = sub
         if not self.rows:
             self.selected = None
@@ -153,13 +166,32 @@ class SpotrainApp(App):
         self._show_detail()
 
     def _cells(self, r: model.JobRow, now: float) -> list:
-        status = Text(r.status, style={"RUNNING": "bold green", "SUCCEEDED": "green", "PREEMPTED": "yellow",
-                                       "RECOVERING": "yellow", "PROVISIONING": "cyan", "PENDING": "cyan"}.get(
-            r.status, "red" if r.status.startswith(("FAILED", "STOPPED")) else ""))
+        status = Text(
+            r.status,
+            style={
+                "RUNNING": "bold green",
+                "SUCCEEDED": "green",
+                "PREEMPTED": "yellow",
+                "RECOVERING": "yellow",
+                "PROVISIONING": "cyan",
+                "PENDING": "cyan",
+            }.get(r.status, "red" if r.status.startswith(("FAILED", "STOPPED")) else ""),
+        )
         step = f"{r.step if r.step is not None else 0}/{r.steps or '?'}"
         loss = f"{r.loss:.3f}" if r.loss is not None else "-"
         spend = money(r.spend) + ("*" if r.emulated else "")
-        return [r.id, r.name, status, r.placement, r.attempts, step, loss, spend, money(r.max_cost), duration(now - r.created)]
+        return [
+            r.id,
+            r.name,
+            status,
+            r.placement,
+            r.attempts,
+            step,
+            loss,
+            spend,
+            money(r.max_cost),
+            duration(now - r.created),
+        ]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "jobs" or event.row_key is None or event.row_key.value is None:
@@ -186,8 +218,16 @@ class SpotrainApp(App):
         att.clear()
         for a in d.attempts:
             end = a.end if a.end is not None else self.clock()
-            att.add_row(a.number, a.where, a.instance, Text("spot", style=SPOT) if a.spot else Text("on-demand", style=ON_DEMAND),
-                        money(a.price), duration(end - a.start), money(a.cost), a.end_reason or "running")
+            att.add_row(
+                a.number,
+                a.where,
+                a.instance,
+                Text("spot", style=SPOT) if a.spot else Text("on-demand", style=ON_DEMAND),
+                money(a.price),
+                duration(end - a.start),
+                money(a.cost),
+                a.end_reason or "running",
+            )
         ev = Text(no_wrap=True, overflow="ellipsis")
         for t, kind, msg in reversed(d.events[-30:]):  # newest first: always on screen
             ev.append(clock_time(t) + " ", style="dim")
@@ -218,12 +258,17 @@ class SpotrainApp(App):
         if r.emulated:
             t.append(" · emulated prices (local backend)", style="dim")
         if d.redone_steps:
-            t.append(f"\nlost to preemptions: {d.redone_steps} steps trained twice, {money(d.redone_cost)}", style=ON_DEMAND)
+            t.append(
+                f"\nlost to preemptions: {d.redone_steps} steps trained twice, {money(d.redone_cost)}",
+                style=ON_DEMAND,
+            )
         if r.deadline is not None:
             left = r.deadline - now
             t.append("\n" if not d.redone_steps else " · ")
-            t.append(f"deadline in {duration(left)}" if left >= 0 else f"deadline passed {duration(left)} ago",
-                     style="" if left >= 0 or r.terminal else BUDGET)
+            t.append(
+                f"deadline in {duration(left)}" if left >= 0 else f"deadline passed {duration(left)} ago",
+                style="" if left >= 0 or r.terminal else BUDGET,
+            )
         return t
 
     def _draw_charts(self) -> None:
@@ -241,16 +286,24 @@ class SpotrainApp(App):
             series.append(chart.Series(pts, SPOT if spot.get(n, True) else ON_DEMAND))
         if d.val:
             series.append(chart.Series([(x(p), p.loss) for p in d.val], EVAL))
-        loss.show(series, "loss vs $ spent" if self.by_dollars else "loss vs step",
-                  xfmt=money if self.by_dollars else (lambda v: f"{v:.0f}"))
+        loss.show(
+            series,
+            "loss vs $ spent" if self.by_dollars else "loss vs step",
+            xfmt=money if self.by_dollars else (lambda v: f"{v:.0f}"),
+        )
         t0 = d.attempts[0].start if d.attempts else d.row.created
         curve = [(t0, 0.0)] + list(d.spend_curve)
         sp = [chart.Series([((t - t0) / 3600, c) for t, c in curve], SPEND)]
         if d.row.max_cost and len(curve) > 1:
             end = (curve[-1][0] - t0) / 3600
             sp.append(chart.Series([(0.0, d.row.max_cost), (end, d.row.max_cost)], BUDGET))
-        spend.show(sp if len(curve) > 1 else [], "spend ($) over hours" + (" · budget in red" if d.row.max_cost else ""),
-                   xfmt=lambda v: f"{v:.2f} h", yfmt=money, empty="nothing billed yet")
+        spend.show(
+            sp if len(curve) > 1 else [],
+            "spend ($) over hours" + (" · budget in red" if d.row.max_cost else ""),
+            xfmt=lambda v: f"{v:.2f} h",
+            yfmt=money,
+            empty="nothing billed yet",
+        )
 
     # ------------------------------------------------------------------ actions
     def action_refresh(self) -> None:

@@ -10,7 +10,16 @@ from rich.text import Text
 
 BRAILLE = 0x2800
 # dot bit of (column, row) inside one cell
-_BITS = {(0, 0): 0x01, (0, 1): 0x02, (0, 2): 0x04, (1, 0): 0x08, (1, 1): 0x10, (1, 2): 0x20, (0, 3): 0x40, (1, 3): 0x80}
+_BITS = {
+    (0, 0): 0x01,
+    (0, 1): 0x02,
+    (0, 2): 0x04,
+    (1, 0): 0x08,
+    (1, 1): 0x10,
+    (1, 2): 0x20,
+    (0, 3): 0x40,
+    (1, 3): 0x80,
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,14 @@ def _line(x0: int, y0: int, x1: int, y1: int):
             y0 += sy
 
 
-def plot(series: Sequence[Series], width: int, height: int, xfmt: Callable[[float], str] = _num,
-         yfmt: Callable[[float], str] = _num, empty: str = "no data yet") -> Text:
+def plot(
+    series: Sequence[Series],
+    width: int,
+    height: int,
+    xfmt: Callable[[float], str] = _num,
+    yfmt: Callable[[float], str] = _num,
+    empty: str = "no data yet",
+) -> Text:
     """A chart ``width`` × ``height`` cells: y labels, the plot, an x axis and its end labels."""
     pts = [p for s in series for p in s.points]
     if not pts:
@@ -79,7 +94,7 @@ def plot(series: Sequence[Series], width: int, height: int, xfmt: Callable[[floa
         prev = None
         for x, y in s.points:
             d = to_dot(x, y)
-            for px, py in (_line(*prev, *d) if prev is not None else [d]):
+            for px, py in _line(*prev, *d) if prev is not None else [d]:
                 c, r = px // 2, py // 4
                 cells[r][c] |= _BITS[(px % 2, py % 4)]
                 styles[r][c] = s.style

@@ -146,16 +146,36 @@ def _row(store: Store, job, attempts, read=read_events) -> JobRow:
     placement = "-"
     if cur is not None:
         placement = f"{'spot' if cur.spot else 'on-demand'} {cur.cloud}/{cur.region}"
-    return JobRow(job.id, job.name, job.status, job.backend, len(attempts), placement, prog.get("step"),
-                  _total_steps(job.recipe_yaml), prog.get("loss"), store.spend(job.id), job.max_cost, job.deadline,
-                  job.created, job.backend == "local")
+    return JobRow(
+        job.id,
+        job.name,
+        job.status,
+        job.backend,
+        len(attempts),
+        placement,
+        prog.get("step"),
+        _total_steps(job.recipe_yaml),
+        prog.get("loss"),
+        store.spend(job.id),
+        job.max_cost,
+        job.deadline,
+        job.created,
+        job.backend == "local",
+    )
 
 
 def _last_step(attempt, read=read_events) -> dict:
     """The newest step event of an attempt."""
     if attempt is None or not (attempt.handle or {}).get("dir"):
         return {}
-    return next((ev for ev in reversed(read(Path(attempt.handle["dir"]) / "events.jsonl")) if ev.get("event") == "step"), {})
+    return next(
+        (
+            ev
+            for ev in reversed(read(Path(attempt.handle["dir"]) / "events.jsonl"))
+            if ev.get("event") == "step"
+        ),
+        {},
+    )
 
 
 def job_rows(store: Store, read=read_events) -> list[JobRow]:
@@ -191,19 +211,43 @@ def job_detail(store: Store, job_id: int, max_events: int = 200, read=read_event
     redone, redone_cost = _redone(train, restored, clock, {a.number: a.start for a in attempts})
     rows = []
     for a in attempts:
-        rows.append(AttemptRow(a.number, f"{a.cloud}/{a.region}", a.instance, bool(a.spot), a.price, a.start, a.end, a.cost,
-                               a.on_demand_price * (a.billed_until - a.start) / 3600, a.end_reason, (a.first_step, a.last_step)))
+        rows.append(
+            AttemptRow(
+                a.number,
+                f"{a.cloud}/{a.region}",
+                a.instance,
+                bool(a.spot),
+                a.price,
+                a.start,
+                a.end,
+                a.cost,
+                a.on_demand_price * (a.billed_until - a.start) / 3600,
+                a.end_reason,
+                (a.first_step, a.last_step),
+            )
+        )
     curve, run = [], 0.0
     for e in sorted(store.ledger(job_id), key=lambda e: e.end):
         run += e.amount
         curve.append((e.end, run))
     evs = store.events(job_id)[-max_events:]
-    return JobDetail(_row(store, job, attempts, read), tuple(train), tuple(val), tuple(curve), tuple(rows),
-                     tuple((e.time, e.kind, e.message) for e in evs), math.fsum(r.on_demand_cost for r in rows),
-                     redone, redone_cost, tps)
+    return JobDetail(
+        _row(store, job, attempts, read),
+        tuple(train),
+        tuple(val),
+        tuple(curve),
+        tuple(rows),
+        tuple((e.time, e.kind, e.message) for e in evs),
+        math.fsum(r.on_demand_cost for r in rows),
+        redone,
+        redone_cost,
+        tps,
+    )
 
 
-def _redone(train: list[Point], restored: dict[int, int], clock: SpendClock, starts: dict[int, float]) -> tuple[int, float]:
+def _redone(
+    train: list[Point], restored: dict[int, int], clock: SpendClock, starts: dict[int, float]
+) -> tuple[int, float]:
     """Steps an attempt trained that the next training attempt trained again (it resumed from
     an older checkpoint, or from scratch), and what they cost the first time: the spend from when
     the lost attempt passed the restored step to its last logged step."""

@@ -23,7 +23,19 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from .base import EPS, ON_DEMAND, SPOT, WAIT, WAIT_DECISION, Decision, JobView, Placement, Policy, ZoneView, register
+from .base import (
+    EPS,
+    ON_DEMAND,
+    SPOT,
+    WAIT,
+    WAIT_DECISION,
+    Decision,
+    JobView,
+    Placement,
+    Policy,
+    ZoneView,
+    register,
+)
 
 
 class _HomeZone(Policy):
@@ -66,7 +78,9 @@ class _Paper(_HomeZone):
     deadline_safe = True
 
     def __init__(self) -> None:
-        self.committed = False  # the safety net took on-demand: it stays there (the paper's rules would leave it)
+        self.committed = (
+            False  # the safety net took on-demand: it stays there (the paper's rules would leave it)
+        )
 
     def _choose(self, job: JobView, at: Placement, has_spot: bool, spot: Decision, od: Decision) -> Decision:
         """The policy's own rules, before the deadline rules every paper strategy shares."""

@@ -65,8 +65,14 @@ def predictive_rate(ends: float, exposure_h: float, width_h: float) -> float:
     return ends / w * math.log1p(w / exposure_h)
 
 
-def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float = 1.0, prior_weight: float = 1.0,
-            censored_h=()) -> tuple[int, ...]:
+def hazards(
+    lengths_h,
+    edges: tuple[int, ...],
+    delta: float,
+    prior_mean_h: float = 1.0,
+    prior_weight: float = 1.0,
+    censored_h=(),
+) -> tuple[int, ...]:
     """Quantised hazard rate (per hour, ``quantise_rate``) of each age bucket: spells that ended
     in the bucket over the hours spells spent in it. ``censored_h``: spells still going on, which
     add exposure but no end. Each bucket is pulled towards the rate of the bucket before it by
@@ -83,8 +89,16 @@ def hazards(lengths_h, edges: tuple[int, ...], delta: float, prior_mean_h: float
         exposure = float(np.clip(arr - a, 0.0, b - a).sum()) + float(np.clip(cen - a, 0.0, b - a).sum())
         ends = float(((arr >= a) & (arr < b)).sum()) if arr.size else 0.0
         pseudo = prior_weight / rate  # hours of exposure at the prior rate that make prior_weight ends
-        rate = (ends + prior_weight) / (exposure + pseudo)  # the posterior mean, which the next bucket's prior takes
-        out.append(quantise_rate(predictive_rate(ends + prior_weight, exposure + pseudo, b - a if b < math.inf else max(a, delta))))
+        rate = (ends + prior_weight) / (
+            exposure + pseudo
+        )  # the posterior mean, which the next bucket's prior takes
+        out.append(
+            quantise_rate(
+                predictive_rate(
+                    ends + prior_weight, exposure + pseudo, b - a if b < math.inf else max(a, delta)
+                )
+            )
+        )
     return tuple(out)
 
 
@@ -109,8 +123,19 @@ def _chain(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...
 
 
 @lru_cache(maxsize=32)
-def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...], overhead_h: float, loss_h: float, delta: float,
-          T: int, S: int, od_price: float, spot_price: float, blip_q: int | None = None) -> np.ndarray:
+def table(
+    up_q: tuple[int, ...],
+    down_q: tuple[int, ...],
+    edges: tuple[int, ...],
+    overhead_h: float,
+    loss_h: float,
+    delta: float,
+    T: int,
+    S: int,
+    od_price: float,
+    spot_price: float,
+    blip_q: int | None = None,
+) -> np.ndarray:
     """Best action [τ index, s index, mode, availability state] as int8. Availability states are
     the up age buckets (``edges``, hazards ``up_q``) then the down ones (``down_q``); with one
     bucket a side (``edges=(0,)``) the market is a plain two-state Markov chain.
@@ -143,10 +168,10 @@ def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...]
     def at(mat: np.ndarray, shift: float) -> np.ndarray:
         lo = int(math.floor(shift))
         fr = shift - lo
-        a = mat[:, P - lo: P - lo + S + 1]
+        a = mat[:, P - lo : P - lo + S + 1]
         if fr <= 1e-12:
             return a
-        return (1 - fr) * a + fr * mat[:, P - lo - 1: P - lo + S]
+        return (1 - fr) * a + fr * mat[:, P - lo - 1 : P - lo + S]
 
     big = np.full((K, S + 1), BIG)
     down_rows = ~up[:, None]
@@ -173,8 +198,11 @@ def table(up_q: tuple[int, ...], down_q: tuple[int, ...], edges: tuple[int, ...]
             run_spot = run_spot + at(M_up @ prev[SPOT], 0)
         run_spot = np.where(can_keep_spot & ~down_rows, run_spot, BIG)
         keep_spot = np.where(down_rows, start_spot, run_spot)
-        for m, (c0, c1, c2) in ((IDLE, (wait, start_od, start_spot)), (OD, (wait, run_od, start_spot)),
-                                (SPOT, (wait, start_od, keep_spot))):
+        for m, (c0, c1, c2) in (
+            (IDLE, (wait, start_od, start_spot)),
+            (OD, (wait, run_od, start_spot)),
+            (SPOT, (wait, start_od, keep_spot)),
+        ):
             b1 = c1 < c0
             v = np.where(b1, c1, c0)
             b2 = c2 < v

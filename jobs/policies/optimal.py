@@ -127,4 +127,6 @@ class Optimal(Policy):
     omniscient = True
 
     def decide(self, job, at, zones):  # pragma: no cover - guarded by the simulator
-        raise RuntimeError("the optimal policy needs the whole trace: use spotrain.jobs.policies.optimal.solve")
+        raise RuntimeError(
+            "the optimal policy needs the whole trace: use spotrain.jobs.policies.optimal.solve"
+        )

@@ -139,7 +139,9 @@ class Spotrain(Policy):
 
     def __init__(self, grid_steps: int = GRID_STEPS) -> None:
         if grid_steps < 10:
-            raise ValueError(f"grid_steps={grid_steps}: the decision table needs at least 10 steps along the deadline")
+            raise ValueError(
+                f"grid_steps={grid_steps}: the decision table needs at least 10 steps along the deadline"
+            )
         self.grid_steps = grid_steps
         self.zone_stats: list[Spells] = []
         self.any_stats = Spells()
@@ -178,7 +180,11 @@ class Spotrain(Policy):
     def table_for(self, job: JobView, spot_price: float, od_price: float):
         if self.grid is None:  # fixed for the job: the deadline and the slack it starts with
             delta = max((job.elapsed_s + job.time_left_s) / 3600 / self.grid_steps, job.step_s / 3600)
-            self.grid = (delta, int(math.ceil(job.time_left_s / 3600 / delta)) + 1, int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1)
+            self.grid = (
+                delta,
+                int(math.ceil(job.time_left_s / 3600 / delta)) + 1,
+                int(math.ceil(max(job.slack_s, 0) / 3600 / delta)) + 1,
+            )
         delta, T, S = self.grid
         edges = mdp.age_edges(T)
         st = self.any_stats
@@ -187,14 +193,29 @@ class Spotrain(Policy):
             wins, outs, blips, exposure = st.windows(self._blip_s(job))
             blip_q = mdp.quantise_rate(blips / (exposure / 3600 + 1.0)) if blips else None
             window, age = st.state(self._blip_s(job))  # the spell going on counts as far as it has lasted
-            self._fit = (n, mdp.hazards(np.asarray(wins) / 3600, edges, delta, censored_h=[age / 3600] if window else ()),
-                         mdp.hazards(np.asarray(outs) / 3600, edges, delta, censored_h=() if window else [age / 3600]), blip_q)
+            self._fit = (
+                n,
+                mdp.hazards(np.asarray(wins) / 3600, edges, delta, censored_h=[age / 3600] if window else ()),
+                mdp.hazards(np.asarray(outs) / 3600, edges, delta, censored_h=() if window else [age / 3600]),
+                blip_q,
+            )
         memo = (self._fit, spot_price, od_price, job.overhead_s, job.checkpoint_interval_s)
         if self._table is not None and self._table[0] == memo:
             return self._table[1]
         loss_h = (job.checkpoint_interval_s or 0.0) / 2 / 3600
-        act = mdp.table(self._fit[1], self._fit[2], edges, round(job.overhead_s / 3600, 6), round(loss_h, 6), delta, T, S,
-                        round(od_price, 4), round(spot_price, 2), self._fit[3])
+        act = mdp.table(
+            self._fit[1],
+            self._fit[2],
+            edges,
+            round(job.overhead_s / 3600, 6),
+            round(loss_h, 6),
+            delta,
+            T,
+            S,
+            round(od_price, 4),
+            round(spot_price, 2),
+            self._fit[3],
+        )
         self._table = (memo, act)
         return act
 
@@ -220,7 +241,9 @@ class Spotrain(Policy):
         act = self.table_for(job, spot_price, zones[0].od_price)
         delta, T, S = self.grid
         ti = min(T, max(1, int(round(job.time_left_s / 3600 / delta))))
-        si = min(S, max(0, int(math.floor(job.slack_s / 3600 / delta))), ti - 1)  # work left: at least one grid step
+        si = min(
+            S, max(0, int(math.floor(job.slack_s / 3600 / delta))), ti - 1
+        )  # work left: at least one grid step
         mode = (mdp.SPOT if at.kind == SPOT else mdp.OD) if running else mdp.IDLE
         edges = mdp.age_edges(T)  # the market state: in a window or an outage, and the age bucket of it
         window, age = self.any_stats.state(self._blip_s(job))

@@ -58,7 +58,9 @@ class Backend(abc.ABC):
     on_wait = None  # set by the controller: called during long backend calls (keeps its lease)
 
     @abc.abstractmethod
-    def provision(self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict) -> dict: ...
+    def provision(
+        self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict
+    ) -> dict: ...
 
     @abc.abstractmethod
     def state(self, handle: dict) -> AttemptState: ...

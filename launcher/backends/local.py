@@ -16,7 +16,6 @@ from spotrain.pricing.offer import Offer
 from .base import CONTROLLER_BEAT, AttemptState, Backend
 
 
-
 def _proc_start_time(pid: int) -> str | None:
     """Kernel start time of ``pid`` (guards against PID reuse), or None when it does not exist."""
     try:
@@ -35,22 +34,55 @@ class LocalBackend(Backend):
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
 
-    def provision(self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict) -> dict:
+    def provision(
+        self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict
+    ) -> dict:
         workdir.mkdir(parents=True, exist_ok=True)
         exit_file = workdir / "exit.json"
         log = open(workdir / "attempt.log", "ab")
         # the runner restarts the job's controller if its beat goes stale while the attempt runs
         beat = recipe_path.parent / CONTROLLER_BEAT
-        cmd = [sys.executable, "-m", "spotrain.launcher.backends.local_runner", str(exit_file),
-               "--beat", str(beat), "--stale", str(heartbeat_stale_s()), "--restart", f"{sys.executable} -m spotrain _controller {job_id}",
-               "--log", str(recipe_path.parent / "controller.log"), "--",
-               sys.executable, "-m", "spotrain", "run", str(recipe_path), "--workdir", str(workdir)]
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
-                                env={**os.environ, **env}, start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "spotrain.launcher.backends.local_runner",
+            str(exit_file),
+            "--beat",
+            str(beat),
+            "--stale",
+            str(heartbeat_stale_s()),
+            "--restart",
+            f"{sys.executable} -m spotrain _controller {job_id}",
+            "--log",
+            str(recipe_path.parent / "controller.log"),
+            "--",
+            sys.executable,
+            "-m",
+            "spotrain",
+            "run",
+            str(recipe_path),
+            "--workdir",
+            str(workdir),
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
         log.close()
         self._children[proc.pid] = proc
-        return {"pid": proc.pid, "pgid": proc.pid, "start_time": _proc_start_time(proc.pid), "dir": str(workdir),
-                "exit_file": str(exit_file), "log": str(workdir / "attempt.log")}
+        return {
+            "pid": proc.pid,
+            "pgid": proc.pid,
+            "start_time": _proc_start_time(proc.pid),
+            "dir": str(workdir),
+            "exit_file": str(exit_file),
+            "log": str(workdir / "attempt.log"),
+        }
 
     def _alive(self, handle: dict) -> bool:
         pid = handle.get("pid")

@@ -1,5 +1,6 @@
 """Runs one attempt's command and records how it ended: ``python -m
-spotrain.launcher.backends.local_runner EXIT_FILE [--beat FILE --stale S --restart CMD --log FILE] -- CMD...``.
+spotrain.launcher.backends.local_runner EXIT_FILE [--beat FILE --stale S --restart CMD --log FILE]
+-- CMD...``.
 
 It ignores SIGTERM/SIGINT itself (the training process, in the same process group, gets
 them, checkpoints and exits), waits, then writes {"exit_code": N, "time": T} to EXIT_FILE
@@ -9,9 +10,10 @@ SIGKILLed, no exit file appears: the attempt died with its node.
 While it waits it keeps the job watched: when the controller's beat file (touched every tick)
 is older than ``--stale`` seconds, it starts ``--restart`` (the job's controller, which adopts
 this attempt), at most once per stale period, and once more when the attempt ends if the beat is
-older than a few seconds then (someone must bill the attempt up to its end). And it holds the attempt's stop-by moment
-(``SPOTRAIN_STOP_BY`` / ``SPOTRAIN_LIMITS_FILE``) as a backstop to the training process's own
-watchdog: past the moment by 2 s, the command is killed and the exit recorded as ``EXIT_KILLED``.
+older than a few seconds then (someone must bill the attempt up to its end). And it holds the
+attempt's stop-by moment (``SPOTRAIN_STOP_BY`` / ``SPOTRAIN_LIMITS_FILE``) as a backstop to the
+training process's own watchdog: past the moment by 2 s, the command is killed and the exit
+recorded as ``EXIT_KILLED``.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def _beat_age(path: str | None) -> float | None:
 def _restart(cmd: str, log: str | None) -> None:
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
-        subprocess.Popen(shlex.split(cmd), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(
+            shlex.split(cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     finally:
         if log:
             out.close()
@@ -54,7 +62,10 @@ def _restart(cmd: str, log: str | None) -> None:
 
 def main(argv: list[str]) -> int:
     if "--" not in argv:
-        print("usage: local_runner EXIT_FILE [--beat FILE --stale S --restart CMD --log FILE] -- CMD...", file=sys.stderr)
+        print(
+            "usage: local_runner EXIT_FILE [--beat FILE --stale S --restart CMD --log FILE] -- CMD...",
+            file=sys.stderr,
+        )
         return 2
     i = argv.index("--")
     p = argparse.ArgumentParser(prog="local_runner")
@@ -63,7 +74,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stale", type=float, default=15.0)
     p.add_argument("--restart")
     p.add_argument("--log")
-    args, cmd = p.parse_args(argv[:i]), argv[i + 1:]
+    args, cmd = p.parse_args(argv[:i]), argv[i + 1 :]
     if not cmd:
         print("usage: local_runner EXIT_FILE [...] -- CMD...", file=sys.stderr)
         return 2
@@ -94,7 +105,11 @@ def main(argv: list[str]) -> int:
             limits.refresh()
             if limits.at is not None and time.time() > limits.at + BACKSTOP_S and not killed:
                 killed = True
-                print(f"error: the attempt outlived its {limits.describe()}; killed", file=sys.stderr, flush=True)
+                print(
+                    f"error: the attempt outlived its {limits.describe()}; killed",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 proc.kill()
     ended = time.time()
     if killed:

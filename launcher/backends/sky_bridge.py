@@ -21,7 +21,11 @@ import traceback
 
 # this file's folder holds spotrain's own backends: it must not shadow SkyPilot's packages
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-for _k, _v in {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+for _k, _v in {
+    "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+    "DO_NOT_TRACK": "1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}.items():
     os.environ[_k] = _v  # never report usage, never probe cloud metadata — also for the API server we start
 
 import sky  # noqa: E402
@@ -58,8 +62,15 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "unavailable", msg + (f" ({reasons})" if reasons and reasons not in msg else "")
     if "ApiServerConnectionError" in names or ("ConnectionError" in names and "API server" in msg):
         return "unreachable", msg
-    if names & {"ResourcesMismatchError", "InvalidSkyPilotConfigError", "NotSupportedError", "ValueError",
-                "InvalidCloudConfigs", "InvalidCloudCredentials", "ValidationError"}:
+    if names & {
+        "ResourcesMismatchError",
+        "InvalidSkyPilotConfigError",
+        "NotSupportedError",
+        "ValueError",
+        "InvalidCloudConfigs",
+        "InvalidCloudCredentials",
+        "ValidationError",
+    }:
         return "rejected", msg
     if names & {"ClusterDoesNotExist", "ClusterNotUpError", "JobNotFoundError"}:
         return "not_found", msg
@@ -74,6 +85,7 @@ def _quiet(fn, *a, **kw):
 
 def _server_running() -> bool:
     from sky.server import common
+
     try:
         info = common.get_api_server_status()
     except Exception:  # noqa: BLE001 - unreachable counts as not running
@@ -85,6 +97,7 @@ def _ensure_server() -> None:
     """Note whether this process will start the local API server (so that ``close`` stops it)."""
     global _started_server
     from sky.server import common
+
     if not _started_server and common.is_api_server_local() and not _server_running():
         _started_server = True
 
@@ -101,8 +114,14 @@ def _wait_launch(rid: str) -> None:
 def op_launch(req: dict) -> dict:
     task = sky.Task.from_yaml_config(req["config"])
     _ensure_server()
-    rid = _quiet(sky.launch, task, cluster_name=req["cluster"], down=True, idle_minutes_to_autostop=req.get("idle_minutes", 5),
-                 retry_until_up=False)
+    rid = _quiet(
+        sky.launch,
+        task,
+        cluster_name=req["cluster"],
+        down=True,
+        idle_minutes_to_autostop=req.get("idle_minutes", 5),
+        retry_until_up=False,
+    )
     _results[rid] = {"state": "pending"}
     threading.Thread(target=_wait_launch, args=(rid,), daemon=True).start()
     return {"request_id": rid}
@@ -130,8 +149,11 @@ def op_validate(req: dict) -> dict:
 def op_enabled(req: dict) -> dict:
     _ensure_server()
     from sky.client import sdk
+
     clouds = [str(c) for c in _quiet(sky.get, sdk.enabled_clouds())]
-    if not clouds:  # nothing checked yet on a fresh API server (or another client's check in flight): check once
+    if (
+        not clouds
+    ):  # nothing checked yet on a fresh API server (or another client's check in flight): check once
         try:
             _quiet(sky.get, sdk.check(None, False))
         except Exception:  # noqa: BLE001 - the answer below says what is enabled
@@ -163,7 +185,9 @@ def op_logs(req: dict) -> dict:
     _ensure_server()
     buf = io.StringIO()
     with contextlib.redirect_stdout(sys.stderr):
-        sky.tail_logs(req["cluster"], int(req["job_id"]), follow=False, tail=int(req.get("tail", 0)), output_stream=buf)
+        sky.tail_logs(
+            req["cluster"], int(req["job_id"]), follow=False, tail=int(req.get("tail", 0)), output_stream=buf
+        )
     return {"text": buf.getvalue()}
 
 
@@ -224,7 +248,10 @@ def _record(r) -> dict:
 
 def op_jobs_queue(req: dict) -> dict:
     _ensure_server()
-    got = _quiet(sky.get, sky.jobs.queue_v2(refresh=False, skip_finished=False, job_ids=[int(req["job_id"])], fields=None))
+    got = _quiet(
+        sky.get,
+        sky.jobs.queue_v2(refresh=False, skip_finished=False, job_ids=[int(req["job_id"])], fields=None),
+    )
     rows = got[0] if isinstance(got, tuple) else got
     rows = [_record(r) for r in rows]
     rows = [r for r in rows if int(r.get("job_id", -1)) == int(req["job_id"])]
@@ -232,8 +259,20 @@ def op_jobs_queue(req: dict) -> dict:
         return {"status": None}
     r = rows[0]
     st = r.get("status")
-    keep = ("recovery_count", "submitted_at", "start_at", "end_at", "last_recovered_at", "failure_reason", "cluster_resources",
-            "infra", "cloud", "region", "zone", "job_duration")
+    keep = (
+        "recovery_count",
+        "submitted_at",
+        "start_at",
+        "end_at",
+        "last_recovered_at",
+        "failure_reason",
+        "cluster_resources",
+        "infra",
+        "cloud",
+        "region",
+        "zone",
+        "job_duration",
+    )
     return {"status": getattr(st, "value", str(st)), **{k: r.get(k) for k in keep if k in r}}
 
 
@@ -243,8 +282,11 @@ def op_jobs_cost(req: dict) -> dict:
     rows = _quiet(sky.get, sky.cost_report(days=req.get("days", 30)))
     prefix = f"{req['name']}-{req['job_id']}"
     mine = [r for r in rows if str(r.get("name", "")).startswith(prefix)]
-    return {"cost": sum(r.get("total_cost") or 0 for r in mine) if mine else None,
-            "duration": sum(r.get("duration") or 0 for r in mine), "clusters": [r.get("name") for r in mine]}
+    return {
+        "cost": sum(r.get("total_cost") or 0 for r in mine) if mine else None,
+        "duration": sum(r.get("duration") or 0 for r in mine),
+        "clusters": [r.get("name") for r in mine],
+    }
 
 
 def op_jobs_logs(req: dict) -> dict:
@@ -257,8 +299,14 @@ def op_jobs_logs(req: dict) -> dict:
 
 def op_jobs_cancel(req: dict) -> dict:
     _ensure_server()
-    _quiet(sky.get, sky.jobs.cancel(job_ids=[int(req["job_id"])], graceful=bool(req.get("graceful")),
-                                    graceful_timeout=req.get("graceful_timeout")))
+    _quiet(
+        sky.get,
+        sky.jobs.cancel(
+            job_ids=[int(req["job_id"])],
+            graceful=bool(req.get("graceful")),
+            graceful_timeout=req.get("graceful_timeout"),
+        ),
+    )
     return {}
 
 

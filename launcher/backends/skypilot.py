@@ -33,16 +33,30 @@ from spotrain.recipes.schema import Recipe
 from .base import AttemptState, Backend, ProvisionError
 
 SKY_ENV = {"SKYPILOT_DISABLE_USAGE_COLLECTION": "1", "DO_NOT_TRACK": "1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+
 def poll_seconds() -> float:
-    """How often a running attempt's state and log are pulled (``SPOTRAIN_SKY_POLL``; each costs the node ~1.5 CPU-s)."""
+    """How often a running attempt's state and log are pulled (``SPOTRAIN_SKY_POLL``; each pull
+    costs the node ~1.5 CPU-s)."""
     return float(os.environ.get("SPOTRAIN_SKY_POLL", "5"))
 
 
 def tail_lines() -> int:
     """A log pull asks for this many last lines and joins them to its copy (``SPOTRAIN_SKY_TAIL_LINES``)."""
     return int(os.environ.get("SPOTRAIN_SKY_TAIL_LINES", "2000"))
+
+
 SETUP_FAILED = 2
-_MANAGED_DONE = {"SUCCEEDED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECKS", "FAILED_NO_RESOURCE", "FAILED_CONTROLLER", "CANCELLED", None}
+_MANAGED_DONE = {
+    "SUCCEEDED",
+    "FAILED",
+    "FAILED_SETUP",
+    "FAILED_PRECHECKS",
+    "FAILED_NO_RESOURCE",
+    "FAILED_CONTROLLER",
+    "CANCELLED",
+    None,
+}
 
 
 class SkyError(SpotrainError):
@@ -53,9 +67,15 @@ class SkyError(SpotrainError):
 
 def explain(kind: str, message: str) -> str:
     if kind == "no_cloud":
-        return f"SkyPilot has no cloud enabled for this offer ({message}) — run `sky check` and set up credentials"
+        return (
+            f"SkyPilot has no cloud enabled for this offer ({message}) — run `sky check` and set up "
+            "credentials"
+        )
     if kind == "unreachable":
-        return f"cannot reach the SkyPilot API server ({message}) — start it with `sky api start` or fix the endpoint (`sky api info`)"
+        return (
+            f"cannot reach the SkyPilot API server ({message}) — start it with `sky api start` or fix the "
+            "endpoint (`sky api info`)"
+        )
     if kind == "rejected":
         return f"SkyPilot rejected the task: {message}"
     if kind == "unavailable":
@@ -68,12 +88,17 @@ def sky_python() -> str:
     exe = os.environ.get("SPOTRAIN_SKY_PYTHON")
     if exe:
         if not Path(exe).exists():
-            raise SpotrainError(f"SPOTRAIN_SKY_PYTHON={exe} does not exist — point it at the python of a venv with skypilot installed")
+            raise SpotrainError(
+                f"SPOTRAIN_SKY_PYTHON={exe} does not exist — point it at the python of a venv with skypilot "
+                "installed"
+            )
         return exe
     if importlib.util.find_spec("sky") is not None:
         return sys.executable
-    raise SpotrainError("SkyPilot is not installed — `python3 -m venv ~/.sky-venv && ~/.sky-venv/bin/pip install "
-                        "-r requirements-sky.txt`, then export SPOTRAIN_SKY_PYTHON=~/.sky-venv/bin/python")
+    raise SpotrainError(
+        "SkyPilot is not installed — `python3 -m venv ~/.sky-venv && ~/.sky-venv/bin/pip install "
+        "-r requirements-sky.txt`, then export SPOTRAIN_SKY_PYTHON=~/.sky-venv/bin/python"
+    )
 
 
 class Bridge:
@@ -81,12 +106,20 @@ class Bridge:
 
     def __init__(self, python: str | None = None, timeout: float = 600.0, on_wait=None):
         self.timeout = timeout
-        self.on_wait = on_wait  # called every few seconds while a call is in flight (the controller heartbeats)
+        self.on_wait = (
+            on_wait  # called every few seconds while a call is in flight (the controller heartbeats)
+        )
         self._lock = threading.Lock()
         self._lines: queue.Queue = queue.Queue()
-        self._proc = subprocess.Popen([python or sky_python(), str(Path(__file__).with_name("sky_bridge.py"))],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if os.environ.get("SPOTRAIN_DEBUG") else subprocess.DEVNULL,
-                                      text=True, env={**os.environ, **SKY_ENV}, start_new_session=True)
+        self._proc = subprocess.Popen(
+            [python or sky_python(), str(Path(__file__).with_name("sky_bridge.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if os.environ.get("SPOTRAIN_DEBUG") else subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **SKY_ENV},
+            start_new_session=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         atexit.register(self.close)
 
@@ -99,12 +132,18 @@ class Bridge:
     def call(self, op: str, **kw) -> dict:
         with self._lock:
             if self._proc.poll() is not None:
-                raise SkyError("error", f"the SkyPilot bridge exited (code {self._proc.returncode}) — rerun with SPOTRAIN_DEBUG=1 to see why")
+                raise SkyError(
+                    "error",
+                    f"the SkyPilot bridge exited (code {self._proc.returncode}) — rerun with "
+                    "SPOTRAIN_DEBUG=1 to see why",
+                )
             try:
                 self._proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
                 self._proc.stdin.flush()
             except (BrokenPipeError, OSError):
-                raise SkyError("error", f"the SkyPilot bridge is gone ({op}) — rerun with SPOTRAIN_DEBUG=1 to see why") from None
+                raise SkyError(
+                    "error", f"the SkyPilot bridge is gone ({op}) — rerun with SPOTRAIN_DEBUG=1 to see why"
+                ) from None
             deadline = time.monotonic() + self.timeout
             while True:
                 try:
@@ -115,10 +154,14 @@ class Bridge:
                         self.on_wait()
                     if time.monotonic() > deadline:
                         self._proc.kill()  # a reply that never comes: the next call starts over
-                        raise SkyError("error", f"SkyPilot did not answer {op} within {self.timeout:.0f}s") from None
+                        raise SkyError(
+                            "error", f"SkyPilot did not answer {op} within {self.timeout:.0f}s"
+                        ) from None
             if line is None:
-                raise SkyError("error", f"the SkyPilot bridge died during {op} — rerun with SPOTRAIN_DEBUG=1 to see why")
-            reply = json.loads(line[len("BRIDGE:"):])
+                raise SkyError(
+                    "error", f"the SkyPilot bridge died during {op} — rerun with SPOTRAIN_DEBUG=1 to see why"
+                )
+            reply = json.loads(line[len("BRIDGE:") :])
         if not reply.pop("ok"):
             raise SkyError(reply.get("kind", "error"), reply.get("error", "unknown error"))
         return reply
@@ -138,7 +181,7 @@ def parse_log(text: str) -> tuple[list[str], int | None]:
     for line in text.splitlines():
         i = line.find(EVENT_MARK)
         if i >= 0:
-            body = line[i + len(EVENT_MARK):].strip()
+            body = line[i + len(EVENT_MARK) :].strip()
             try:
                 json.loads(body)
             except ValueError:
@@ -148,7 +191,7 @@ def parse_log(text: str) -> tuple[list[str], int | None]:
         i = line.find(EXIT_MARK)
         if i >= 0:
             try:
-                code = int(line[i + len(EXIT_MARK):].split()[0])
+                code = int(line[i + len(EXIT_MARK) :].split()[0])
             except (ValueError, IndexError):
                 pass
     return events, code
@@ -199,7 +242,9 @@ class SkyBackend(Backend):
         return self._bridge
 
     # ------------------------------------------------------------------ provisioning
-    def provision(self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict) -> dict:
+    def provision(
+        self, *, job_id: int, attempt: int, offer: Offer, recipe_path: Path, workdir: Path, env: dict
+    ) -> dict:
         job_dir = recipe_path.parent
         spec = json.loads((job_dir / "sky.json").read_text())
         secrets_file = job_dir / "secrets.json"
@@ -211,9 +256,18 @@ class SkyBackend(Backend):
         managed = offer.managed  # controller: skypilot — one managed job over the planner's top offers
         token = hashlib.sha256(str(job_dir.resolve()).encode()).hexdigest()[:4]
         cluster = cluster_name(recipe.name, job_id, None if managed else attempt, token=f"x{token}")
-        compiled = compile_task(recipe, recipe_text, offer.choices if managed else [offer], recipe_dir=spec["recipe_dir"],
-                                source=Source(**spec["source"]), task_name=cluster, run_id=f"job-{job_id}",
-                                env={**spec.get("env", {}), **env}, secrets=secrets, mode="skypilot" if managed else "spotrain")
+        compiled = compile_task(
+            recipe,
+            recipe_text,
+            offer.choices if managed else [offer],
+            recipe_dir=spec["recipe_dir"],
+            source=Source(**spec["source"]),
+            task_name=cluster,
+            run_id=f"job-{job_id}",
+            env={**spec.get("env", {}), **env},
+            secrets=secrets,
+            mode="skypilot" if managed else "spotrain",
+        )
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "attempt.log").touch()
         try:
@@ -223,8 +277,13 @@ class SkyBackend(Backend):
                 reply = self.bridge.call("launch", config=compiled.config, cluster=cluster)
         except SkyError as exc:
             raise ProvisionError(str(exc)) from None
-        handle = {"cluster": cluster, "request_id": reply["request_id"], "dir": str(workdir), "log": str(workdir / "attempt.log"),
-                  "submitted": self.clock()}
+        handle = {
+            "cluster": cluster,
+            "request_id": reply["request_id"],
+            "dir": str(workdir),
+            "log": str(workdir / "attempt.log"),
+            "submitted": self.clock(),
+        }
         if managed:
             handle.update(managed=True, recoveries=0)
         return handle
@@ -244,7 +303,9 @@ class SkyBackend(Backend):
         try:
             q = self.bridge.call("jobs_queue", job_id=handle["job_id"])
         except SkyError:
-            return AttemptState(True, recoveries=handle.get("recoveries", 0))  # transient: ask again next tick
+            return AttemptState(
+                True, recoveries=handle.get("recoveries", 0)
+            )  # transient: ask again next tick
         status = q.get("status")
         # SkyPilot stamps last_recovered_at when the task (re)starts: equal to start_at on the first
         # run, later after each recovery. Its recovery_count stayed 0 after real recoveries (0.14.1,
@@ -266,11 +327,21 @@ class SkyBackend(Backend):
         if status == "FAILED_SETUP":
             return AttemptState(False, SETUP_FAILED, recoveries=handle["recoveries"])
         if status == "FAILED_NO_RESOURCE":
-            return AttemptState(False, None, gone=True, provision_error=explain("unavailable", q.get("failure_reason") or status),
-                                error_kind="unavailable")
+            return AttemptState(
+                False,
+                None,
+                gone=True,
+                provision_error=explain("unavailable", q.get("failure_reason") or status),
+                error_kind="unavailable",
+            )
         if status in ("FAILED_PRECHECKS",):
-            return AttemptState(False, None, gone=True, provision_error=explain("rejected", q.get("failure_reason") or status),
-                                error_kind="rejected")
+            return AttemptState(
+                False,
+                None,
+                gone=True,
+                provision_error=explain("rejected", q.get("failure_reason") or status),
+                error_kind="rejected",
+            )
         if status == "CANCELLED":
             return AttemptState(False, code, recoveries=handle["recoveries"])
         return AttemptState(False, 1 if code is None else code, recoveries=handle["recoveries"])
@@ -283,8 +354,13 @@ class SkyBackend(Backend):
             if res["state"] == "pending":
                 return AttemptState(True)
             if res["state"] == "error":
-                return AttemptState(False, None, gone=True, provision_error=explain(res.get("kind", "error"), res["error"]),
-                                    error_kind=res.get("kind", "error"))
+                return AttemptState(
+                    False,
+                    None,
+                    gone=True,
+                    provision_error=explain(res.get("kind", "error"), res["error"]),
+                    error_kind=res.get("kind", "error"),
+                )
             handle["job_id"] = res["job_id"]
             handle["launched"] = self.clock()
             if handle.get("managed"):
@@ -352,7 +428,9 @@ class SkyBackend(Backend):
         it), or the whole log when they do not join."""
         have = _read(Path(handle["log"]))
         if have:
-            tail = self.bridge.call("logs", cluster=handle["cluster"], job_id=handle["job_id"], tail=tail_lines())["text"]
+            tail = self.bridge.call(
+                "logs", cluster=handle["cluster"], job_id=handle["job_id"], tail=tail_lines()
+            )["text"]
             joined = join_tail(have, tail, tail_lines())
             if joined is not None:
                 return joined
@@ -360,7 +438,7 @@ class SkyBackend(Backend):
 
     # ------------------------------------------------------------------ stopping
     def preempt(self, handle: dict) -> None:
-        """Graceful stop: SkyPilot's cancel sends SIGTERM to the job; spotrain saves a checkpoint and exits."""
+        """Graceful stop: SkyPilot's cancel sends SIGTERM to the job; spotrain checkpoints and exits."""
         if handle.get("job_id") is None:
             return self.kill(handle)
         try:
@@ -394,9 +472,13 @@ class SkyBackend(Backend):
                 return
             try:
                 q = self.bridge.call("jobs_queue", job_id=handle["job_id"])
-                if q.get("status") not in _MANAGED_DONE:  # we stop following it: it must not run (and bill) on
+                if (
+                    q.get("status") not in _MANAGED_DONE
+                ):  # we stop following it: it must not run (and bill) on
                     self.bridge.call("jobs_cancel", job_id=handle["job_id"])
-                    handle["release_error"] = f"managed job {handle['job_id']} cancelled; waiting for SkyPilot to report it ended"
+                    handle["release_error"] = (
+                        f"managed job {handle['job_id']} cancelled; waiting for SkyPilot to report it ended"
+                    )
                     return  # released once SkyPilot reports it ended
             except SkyError as exc:
                 handle["release_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -491,13 +573,31 @@ def prepare(loaded, offers: list[Offer], *, dry_run: bool) -> Prepared:
     r = loaded.recipe
     mode = r.recovery.controller
     env = resolve_values(r.env, os.environ, "env")
-    secrets = resolve_values(r.secrets, os.environ, "secrets") if not dry_run else {k: v or "" for k, v in r.secrets.items()}
+    secrets = (
+        resolve_values(r.secrets, os.environ, "secrets")
+        if not dry_run
+        else {k: v or "" for k, v in r.secrets.items()}
+    )
     source = node_source()
     chosen = offers if mode == "skypilot" else offers[:1]
-    compiled = compile_task(r, node_recipe_text(loaded), chosen[:MANAGED_OFFERS], recipe_dir=str(loaded.base_dir), source=source,
-                            task_name=cluster_name(r.name, None), run_id=f"{r.name}-dry-run" if dry_run else "job",
-                            env=env, secrets=secrets, mode=mode)
-    return Prepared(compiled, {"source": source.__dict__, "env": env, "secrets": secrets, "mode": mode}, chosen, list(compiled.warnings))
+    compiled = compile_task(
+        r,
+        node_recipe_text(loaded),
+        chosen[:MANAGED_OFFERS],
+        recipe_dir=str(loaded.base_dir),
+        source=source,
+        task_name=cluster_name(r.name, None),
+        run_id=f"{r.name}-dry-run" if dry_run else "job",
+        env=env,
+        secrets=secrets,
+        mode=mode,
+    )
+    return Prepared(
+        compiled,
+        {"source": source.__dict__, "env": env, "secrets": secrets, "mode": mode},
+        chosen,
+        list(compiled.warnings),
+    )
 
 
 def preflight(prepared: Prepared) -> None:
@@ -509,8 +609,10 @@ def preflight(prepared: Prepared) -> None:
         enabled = {c.lower() for c in bridge.call("enabled")["clouds"]}
         clouds = sorted({o.cloud.lower() for o in prepared.chosen})
         if not enabled & set(clouds):
-            raise SpotrainError(f"SkyPilot has no cloud enabled among {', '.join(clouds)} (enabled: {', '.join(sorted(enabled)) or 'none'}) "
-                                "— run `sky check` and set up credentials")
+            raise SpotrainError(
+                f"SkyPilot has no cloud enabled among {', '.join(clouds)} (enabled: "
+                f"{', '.join(sorted(enabled)) or 'none'}) — run `sky check` and set up credentials"
+            )
     except SkyError as exc:
         raise SpotrainError(str(exc)) from None
     finally:
@@ -523,6 +625,13 @@ def managed_offer(offers: list[Offer]) -> Offer:
     and notes SkyPilot's own bill for comparison."""
     choices = offers[:MANAGED_OFFERS]
     top = max(choices, key=lambda o: o.hourly)
-    return replace(top, cloud="skypilot", region="managed", zone="", instance=f"any of {len(choices)} offers",
-                   spot=any(o.spot for o in choices), on_demand_hourly=max(o.on_demand_hourly for o in choices),
-                   choices=tuple(choices))
+    return replace(
+        top,
+        cloud="skypilot",
+        region="managed",
+        zone="",
+        instance=f"any of {len(choices)} offers",
+        spot=any(o.spot for o in choices),
+        on_demand_hourly=max(o.on_demand_hourly for o in choices),
+        choices=tuple(choices),
+    )

@@ -13,7 +13,18 @@ import click
 from spotrain import __version__
 from spotrain.errors import SpotrainError
 
-from . import catalog_cmd, gpus_cmd, jobs_cmd, launch_cmd, plan_cmd, recipe_cmd, run_cmd, schedule_cmd, simulate_cmd, tui_cmd
+from . import (
+    catalog_cmd,
+    gpus_cmd,
+    jobs_cmd,
+    launch_cmd,
+    plan_cmd,
+    recipe_cmd,
+    run_cmd,
+    schedule_cmd,
+    simulate_cmd,
+    tui_cmd,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +43,15 @@ cli.add_command(simulate_cmd.simulate)
 cli.add_command(tui_cmd.tui)
 cli.add_command(schedule_cmd.schedule)
 cli.add_command(schedule_cmd.scheduler)
-for _cmd in (jobs_cmd.status, jobs_cmd.logs, jobs_cmd.cancel, jobs_cmd.preempt, jobs_cmd.events, jobs_cmd.cost, jobs_cmd.controller):
+for _cmd in (
+    jobs_cmd.status,
+    jobs_cmd.logs,
+    jobs_cmd.cancel,
+    jobs_cmd.preempt,
+    jobs_cmd.events,
+    jobs_cmd.cost,
+    jobs_cmd.controller,
+):
     cli.add_command(_cmd)
 
 
@@ -63,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug_enabled():
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"internal error: {type(exc).__name__}: {first} (set SPOTRAIN_DEBUG=1 for the traceback)", err=True)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {first} (set SPOTRAIN_DEBUG=1 for the traceback)",
+            err=True,
+        )
         rc = 1
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -32,14 +32,32 @@ def info(as_json: bool, prices: Path | None) -> None:
     cat = cat_mod.load(prices)
     now = time.time()
     if as_json:
-        click.echo(json.dumps({"sources": [s.__dict__ for s in cat.sources], "offers": len(cat.table),
-                               "cache": str(cat.cache_path), "cache_bytes": cat.cache_path.stat().st_size if cat.cache_path else 0,
-                               "stale": cat.stale(now), "catalog_dirs": [str(d) for d in cat_mod.catalog_dirs()]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "sources": [s.__dict__ for s in cat.sources],
+                    "offers": len(cat.table),
+                    "cache": str(cat.cache_path),
+                    "cache_bytes": cat.cache_path.stat().st_size if cat.cache_path else 0,
+                    "stale": cat.stale(now),
+                    "catalog_dirs": [str(d) for d in cat_mod.catalog_dirs()],
+                },
+                indent=2,
+            )
+        )
         return
-    rows = [[s.name, f"{s.rows:,}", render.age(s.as_of, now), len(s.warnings), s.skipped, s.path] for s in cat.sources]
-    click.echo(render.table(rows, ["source", "offers", "age", "warnings", "unpriced", "path"], right={1, 3, 4}))
+    rows = [
+        [s.name, f"{s.rows:,}", render.age(s.as_of, now), len(s.warnings), s.skipped, s.path]
+        for s in cat.sources
+    ]
+    click.echo(
+        render.table(rows, ["source", "offers", "age", "warnings", "unpriced", "path"], right={1, 3, 4})
+    )
     size = cat.cache_path.stat().st_size if cat.cache_path and cat.cache_path.exists() else 0
-    click.echo(f"{len(cat.table):,} offers; cache {cat.cache_path} ({size / 1e6:.1f} MB, {'hit' if cat.cached else 'rebuilt'} in {cat.seconds * 1000:.0f} ms)")
+    click.echo(
+        f"{len(cat.table):,} offers; cache {cat.cache_path} ({size / 1e6:.1f} MB, "
+        f"{'hit' if cat.cached else 'rebuilt'} in {cat.seconds * 1000:.0f} ms)"
+    )
     for w in cat.warnings()[:20]:
         warn(w)
     if len(cat.warnings()) > 20:
@@ -49,11 +67,21 @@ def info(as_json: bool, prices: Path | None) -> None:
 
 
 @catalog.command()
-@click.option("--clouds", default="aws,gcp,azure,lambda,runpod,vast,nebius", show_default=True, help="Comma-separated clouds.")
-@click.option("--live/--no-live", default=True, show_default=True, help="Also fetch live AWS spot prices when credentials exist.")
+@click.option(
+    "--clouds",
+    default="aws,gcp,azure,lambda,runpod,vast,nebius",
+    show_default=True,
+    help="Comma-separated clouds.",
+)
+@click.option(
+    "--live/--no-live",
+    default=True,
+    show_default=True,
+    help="Also fetch live AWS spot prices when credentials exist.",
+)
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per download.")
 def refresh(clouds: str, live: bool, timeout: float) -> None:
-    """Download the newest SkyPilot catalogs into $SPOTRAIN_HOME/catalogs/v8 (keeps the old ones on failure)."""
+    """Download the newest SkyPilot catalogs into $SPOTRAIN_HOME/catalogs/v8 (old ones kept on failure)."""
     from spotrain.pricing import catalog as cat_mod
     from spotrain.pricing.sources import skypilot
 
@@ -71,7 +99,11 @@ def refresh(clouds: str, live: bool, timeout: float) -> None:
                 raise ValueError(f"not a catalog (header {head[:60]!r})")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             why = getattr(exc, "reason", exc)
-            kept = f"keeping the copy from {render.age(target.stat().st_mtime)} ago" if target.exists() else "no local copy"
+            kept = (
+                f"keeping the copy from {render.age(target.stat().st_mtime)} ago"
+                if target.exists()
+                else "no local copy"
+            )
             failed.append(cloud)
             warn(f"{cloud}: cannot fetch {url} ({why}) — {kept}")
             continue

@@ -16,7 +16,10 @@ def cheapest_by(table, key_cols: list[str], price_col: str, mask) -> dict[tuple,
     """Row index of the cheapest ``price_col`` for each key (ties: first cloud/region alphabetically)."""
     idx = np.flatnonzero(mask & ~np.isnan(table[price_col]))
     best: dict[tuple, int] = {}
-    text = lambda c: table.labels[c][table.codes[c][idx]].tolist() if c in table.labels else table[c][idx].tolist()  # noqa: E731
+
+    def text(c):
+        return table.labels[c][table.codes[c][idx]].tolist() if c in table.labels else table[c][idx].tolist()
+
     cols = [text(c) for c in key_cols]
     prices = table[price_col][idx].tolist()
     clouds, regions = text("cloud"), text("region")
@@ -49,7 +52,10 @@ def gpus(name: str | None, as_json: bool, no_live: bool, prices: Path | None) ->
         canon = accel.canonical(name, known)
         if canon is None or canon not in known:
             hint = accel.suggest(name, known)
-            raise PlanError(f"no offers for accelerator {name!r}" + (f" — did you mean {' or '.join(hint)}?" if hint else ""))
+            raise PlanError(
+                f"no offers for accelerator {name!r}"
+                + (f" — did you mean {' or '.join(hint)}?" if hint else "")
+            )
         mask &= t.isin("accelerator", {canon})
         keys = ["accelerator", "count", "cloud", "instance"]
     od = cheapest_by(t, keys, "price", mask)
@@ -61,8 +67,16 @@ def gpus(name: str | None, as_json: bool, no_live: bool, prices: Path | None) ->
             row.update(cloud=k[2], instance=k[3])
         for label, src, col in (("on_demand", od, "price"), ("spot", sp, "spot_price")):
             i = src.get(k)
-            row[label] = None if i is None else {"price": float(t[col][i]), "cloud": t.text("cloud", i), "region": t.text("region", i),
-                                                 "instance": t.text("instance", i)}
+            row[label] = (
+                None
+                if i is None
+                else {
+                    "price": float(t[col][i]),
+                    "cloud": t.text("cloud", i),
+                    "region": t.text("region", i),
+                    "instance": t.text("instance", i),
+                }
+            )
         s = accel.spec(k[0])
         row["memory_gb"] = s.memory_gb if s else None
         out.append(row)
@@ -75,8 +89,16 @@ def gpus(name: str | None, as_json: bool, no_live: bool, prices: Path | None) ->
         cells = [r["accelerator"], f"{r['count']:g}", f"{r['memory_gb']:g} GB" if r["memory_gb"] else "?"]
         if name:
             cells += [r["cloud"], r["instance"]]
-        cells += [render.money(od_["price"]) if od_ else "-", f"{od_['cloud']}/{od_['region']}" if od_ and not name else (od_["region"] if od_ else "-"),
-                  render.money(sp_["price"]) if sp_ else "-", f"{sp_['cloud']}/{sp_['region']}" if sp_ and not name else (sp_["region"] if sp_ else "-")]
+        cells += [
+            render.money(od_["price"]) if od_ else "-",
+            f"{od_['cloud']}/{od_['region']}" if od_ and not name else (od_["region"] if od_ else "-"),
+            render.money(sp_["price"]) if sp_ else "-",
+            f"{sp_['cloud']}/{sp_['region']}" if sp_ and not name else (sp_["region"] if sp_ else "-"),
+        ]
         rows.append(cells)
-    head = ["accelerator", "count", "memory"] + (["cloud", "instance"] if name else []) + ["on-demand $/h", "where", "spot $/h", "where"]
+    head = (
+        ["accelerator", "count", "memory"]
+        + (["cloud", "instance"] if name else [])
+        + ["on-demand $/h", "where", "spot $/h", "where"]
+    )
     click.echo(render.table(rows, head))

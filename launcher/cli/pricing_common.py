@@ -6,8 +6,12 @@ from pathlib import Path
 
 import click
 
-price_file_option = click.option("--prices", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                                 help="User price file (default: $SPOTRAIN_HOME/prices.yaml if present).")
+price_file_option = click.option(
+    "--prices",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="User price file (default: $SPOTRAIN_HOME/prices.yaml if present).",
+)
 
 
 def warn(msg: str) -> None:

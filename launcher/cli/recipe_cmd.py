@@ -81,7 +81,7 @@ def docs() -> None:
 @click.argument("overrides", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 def show(file: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Print FILE fully resolved: defaults filled in and KEY=VALUE overrides applied (secret values redacted)."""
+    """Print FILE fully resolved: defaults filled in, KEY=VALUE overrides applied, secrets redacted."""
     loaded = load_recipe(file, overrides)
     if as_json:
         click.echo(json.dumps(public_dump(loaded.recipe), indent=2))

@@ -16,17 +16,42 @@ from spotrain.recipes.loader import load_recipe
 def accelerate_command(nproc: int, args: list[str]) -> list[str]:
     """The command that runs ``spotrain run ARGS`` as ``nproc`` data-parallel processes on this
     machine (gloo on CPUs, NCCL on GPUs) through ``accelerate launch``."""
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(nproc),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "spotrain", "run", *args]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(nproc),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "spotrain",
+        "run",
+        *args,
+    ]
 
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=str))
 @click.argument("overrides", nargs=-1)
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Run folder (checkpoints, events, reports). Default: runs/<recipe name>. Rerunning resumes.")
-@click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Data-parallel processes on this machine (via accelerate launch).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (checkpoints, events, reports). Default: runs/<recipe name>. Rerunning resumes.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="Data-parallel processes on this machine (via accelerate launch).",
+)
 def run(file: str, overrides: tuple[str, ...], workdir: Path | None, nproc: int) -> None:
     """Prepare data, train, checkpoint and evaluate recipe FILE here; rerun to resume."""
     loaded = load_recipe(file, overrides)

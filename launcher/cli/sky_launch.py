@@ -14,5 +14,8 @@ def show_dry_run(loaded, prepared: Prepared) -> None:
     mode = prepared.sky["mode"]
     click.echo(f"# SkyPilot task for {r.name} (controller: {mode}); secrets redacted. Nothing was launched.")
     if mode == "spotrain":
-        click.echo("# Attempt 1 runs on the cheapest offer; later attempts get the same task on the offer the policy picks.")
+        click.echo(
+            "# Attempt 1 runs on the cheapest offer; later attempts get the same task on the offer the "
+            "policy picks."
+        )
     click.echo(to_yaml(redacted(prepared.compiled.config)), nl=False)

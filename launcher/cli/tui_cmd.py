@@ -7,8 +7,13 @@ import click
 
 @click.command()
 @click.argument("job_id", type=int, required=False)
-@click.option("--refresh", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
-              help="Seconds between reads of the job store.")
+@click.option(
+    "--refresh",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    help="Seconds between reads of the job store.",
+)
 def tui(job_id: int | None, refresh: float) -> None:
     """Jobs, spend and loss curves in one screen (q quits; x plots loss against $; c / p cancel / preempt)."""
     from spotrain.jobs import service

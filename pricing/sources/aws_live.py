@@ -51,20 +51,34 @@ def fetch(regions: list[str], instance_types: list[str], now: float | None = Non
     for region in regions:
         ec2 = session.client("ec2", region_name=region, config=cfg)
         try:
-            names = {z["ZoneName"]: z["ZoneId"] for z in ec2.describe_availability_zones()["AvailabilityZones"]}
+            names = {
+                z["ZoneName"]: z["ZoneId"] for z in ec2.describe_availability_zones()["AvailabilityZones"]
+            }
             pages = ec2.get_paginator("describe_spot_price_history").paginate(
-                InstanceTypes=instance_types, ProductDescriptions=["Linux/UNIX"], StartTime=now)
+                InstanceTypes=instance_types, ProductDescriptions=["Linux/UNIX"], StartTime=now
+            )
             for page in pages:
                 for item in page["SpotPriceHistory"]:
                     zone = item["AvailabilityZone"]
                     ts = item["Timestamp"].timestamp()
                     key = (item["InstanceType"], zone)
                     if key not in quotes or quotes[key].timestamp < ts:
-                        quotes[key] = SpotQuote(region, names.get(zone, zone), zone, item["InstanceType"], float(item["SpotPrice"]), ts)
+                        quotes[key] = SpotQuote(
+                            region,
+                            names.get(zone, zone),
+                            zone,
+                            item["InstanceType"],
+                            float(item["SpotPrice"]),
+                            ts,
+                        )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            raise LivePriceError(f"AWS {region}: {code or 'error'} reading spot prices with credentials from '{credential_source()}' "
-                                 f"— check that they allow ec2:DescribeSpotPriceHistory") from None
+            raise LivePriceError(
+                f"AWS {region}: {code or 'error'} reading spot prices with credentials from "
+                f"'{credential_source()}' — check that they allow ec2:DescribeSpotPriceHistory"
+            ) from None
         except BotoCoreError as exc:
-            raise LivePriceError(f"AWS {region}: cannot reach the EC2 API ({type(exc).__name__}) — offline? use --no-live") from None
+            raise LivePriceError(
+                f"AWS {region}: cannot reach the EC2 API ({type(exc).__name__}) — offline? use --no-live"
+            ) from None
     return list(quotes.values())

@@ -19,17 +19,37 @@ CLOUDS = ("aws", "gcp", "azure", "lambda", "runpod", "vast", "nebius")
 
 # GPU -> count -> host instance types that GPU must run on (GCP).
 GCP_DEDICATED_HOSTS: dict[str, dict[int, tuple[str, ...]]] = {
-    "A100": {1: ("a2-highgpu-1g",), 2: ("a2-highgpu-2g",), 4: ("a2-highgpu-4g",), 8: ("a2-highgpu-8g",), 16: ("a2-megagpu-16g",)},
-    "A100-80GB": {1: ("a2-ultragpu-1g",), 2: ("a2-ultragpu-2g",), 4: ("a2-ultragpu-4g",), 8: ("a2-ultragpu-8g",)},
-    "L4": {1: ("g2-standard-4", "g2-standard-8", "g2-standard-12", "g2-standard-16", "g2-standard-32"),
-           2: ("g2-standard-24",), 4: ("g2-standard-48",), 8: ("g2-standard-96",)},
+    "A100": {
+        1: ("a2-highgpu-1g",),
+        2: ("a2-highgpu-2g",),
+        4: ("a2-highgpu-4g",),
+        8: ("a2-highgpu-8g",),
+        16: ("a2-megagpu-16g",),
+    },
+    "A100-80GB": {
+        1: ("a2-ultragpu-1g",),
+        2: ("a2-ultragpu-2g",),
+        4: ("a2-ultragpu-4g",),
+        8: ("a2-ultragpu-8g",),
+    },
+    "L4": {
+        1: ("g2-standard-4", "g2-standard-8", "g2-standard-12", "g2-standard-16", "g2-standard-32"),
+        2: ("g2-standard-24",),
+        4: ("g2-standard-48",),
+        8: ("g2-standard-96",),
+    },
     "H100": {1: ("a3-highgpu-1g",), 2: ("a3-highgpu-2g",), 4: ("a3-highgpu-4g",), 8: ("a3-highgpu-8g",)},
-    "H100-MEGA": {8: ("a3-megagpu-8g",)}, "H200": {8: ("a3-ultragpu-8g",)}, "B200": {8: ("a4-highgpu-8g",)},
+    "H100-MEGA": {8: ("a3-megagpu-8g",)},
+    "H200": {8: ("a3-ultragpu-8g",)},
+    "B200": {8: ("a4-highgpu-8g",)},
 }
 # Default host vCPUs per GPU count for N1-hosted GPUs (GCP).
 GCP_N1_VCPUS: dict[str, dict[int, int]] = {
-    "K80": {1: 4, 2: 8, 4: 16, 8: 32, 16: 64}, "V100": {1: 8, 2: 16, 4: 32, 8: 64}, "T4": {1: 4, 2: 8, 4: 48},
-    "P100": {1: 8, 2: 16, 4: 32, 8: 64}, "DEFAULT": {1: 8, 2: 16, 4: 32, 8: 64, 16: 128},
+    "K80": {1: 4, 2: 8, 4: 16, 8: 32, 16: 64},
+    "V100": {1: 8, 2: 16, 4: 32, 8: 64},
+    "T4": {1: 4, 2: 8, 4: 48},
+    "P100": {1: 8, 2: 16, 4: 32, 8: 64},
+    "DEFAULT": {1: 8, 2: 16, 4: 32, 8: 64, 16: 128},
 }
 
 
@@ -68,7 +88,9 @@ def read_cloud(path: Path, cloud: str, as_of: float, source: str = "skypilot") -
         col = {name: i for i, name in enumerate(header)}
         missing = {"InstanceType", "Price", "Region"} - set(col)
         if missing:
-            out.warnings.append(f"{path}:1: not a SkyPilot v8 catalog (missing columns {sorted(missing)}) — skipped")
+            out.warnings.append(
+                f"{path}:1: not a SkyPilot v8 catalog (missing columns {sorted(missing)}) — skipped"
+            )
             return out
         get = lambda r, k: r[col[k]] if k in col and col[k] < len(r) else ""  # noqa: E731
         gcp_hosts: dict[str, list[tuple]] = {}
@@ -93,15 +115,34 @@ def read_cloud(path: Path, cloud: str, as_of: float, source: str = "skypilot") -
             if price <= 0:
                 out.warnings.append(f"{where}: Price {price} is not positive — row skipped")
                 continue
-            inst, acc, region, zone = get(r, "InstanceType"), get(r, "AcceleratorName"), get(r, "Region"), get(r, "AvailabilityZone")
+            inst, acc, region, zone = (
+                get(r, "InstanceType"),
+                get(r, "AcceleratorName"),
+                get(r, "Region"),
+                get(r, "AvailabilityZone"),
+            )
             if cloud == "gcp":
                 if inst:
                     gcp_hosts.setdefault(zone, []).append((inst, vcpus, mem, price, spot, region))
                 elif acc:
                     gcp_accels.append((acc, count, region, zone, price, spot))
                 continue
-            out.rows.append((cloud, region, zone, inst, acc, 0.0 if math.isnan(count) else count,
-                             vcpus, mem, price, _spot(spot, price), source, as_of))
+            out.rows.append(
+                (
+                    cloud,
+                    region,
+                    zone,
+                    inst,
+                    acc,
+                    0.0 if math.isnan(count) else count,
+                    vcpus,
+                    mem,
+                    price,
+                    _spot(spot, price),
+                    source,
+                    as_of,
+                )
+            )
         if cloud == "gcp":
             _pair_gcp(gcp_hosts, gcp_accels, out, as_of, source)
     return out
@@ -115,17 +156,42 @@ def _gcp_host(hosts: list[tuple], acc: str, count: int) -> tuple | None:
         cpus = GCP_N1_VCPUS.get(acc, GCP_N1_VCPUS["DEFAULT"]).get(count)
         if cpus is None:
             return None
-        cands = [h for h in hosts if h[0].startswith(("n1-standard-", "n1-highmem-", "n1-highcpu-")) and h[1] >= cpus and h[2] >= 4 * cpus]
+        cands = [
+            h
+            for h in hosts
+            if h[0].startswith(("n1-standard-", "n1-highmem-", "n1-highcpu-"))
+            and h[1] >= cpus
+            and h[2] >= 4 * cpus
+        ]
     return min(cands, key=lambda h: (h[3], h[0])) if cands else None
 
 
-def _pair_gcp(hosts: dict[str, list[tuple]], accels: list[tuple], out: ReadResult, as_of: float, source: str) -> None:
+def _pair_gcp(
+    hosts: dict[str, list[tuple]], accels: list[tuple], out: ReadResult, as_of: float, source: str
+) -> None:
     for zone, zone_hosts in hosts.items():  # CPU-only offers
         for inst, vcpus, mem, price, spot, region in zone_hosts:
-            out.rows.append(("gcp", region, zone, inst, "", 0.0, vcpus, mem, price, _spot(spot, price), source, as_of))
+            out.rows.append(
+                ("gcp", region, zone, inst, "", 0.0, vcpus, mem, price, _spot(spot, price), source, as_of)
+            )
     for acc, count, region, zone, price, spot in accels:
         if acc.lower().startswith("tpu-"):
-            out.rows.append(("gcp", region, zone, "TPU-VM", acc, 1.0, math.nan, math.nan, price, _spot(spot, price), source, as_of))
+            out.rows.append(
+                (
+                    "gcp",
+                    region,
+                    zone,
+                    "TPU-VM",
+                    acc,
+                    1.0,
+                    math.nan,
+                    math.nan,
+                    price,
+                    _spot(spot, price),
+                    source,
+                    as_of,
+                )
+            )
             continue
         host = _gcp_host(hosts.get(zone, []), acc, int(count))
         if host is None:
@@ -133,4 +199,19 @@ def _pair_gcp(hosts: dict[str, list[tuple]], accels: list[tuple], out: ReadResul
         inst, vcpus, mem, hprice, hspot, _ = host
         total = hprice + price
         total_spot = hspot + spot if not (math.isnan(hspot) or math.isnan(spot)) else math.nan
-        out.rows.append(("gcp", region, zone, inst, acc, count, vcpus, mem, total, _spot(total_spot, total), source, as_of))
+        out.rows.append(
+            (
+                "gcp",
+                region,
+                zone,
+                inst,
+                acc,
+                count,
+                vcpus,
+                mem,
+                total,
+                _spot(total_spot, total),
+                source,
+                as_of,
+            )
+        )

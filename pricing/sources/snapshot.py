@@ -65,5 +65,20 @@ ROWS: list[tuple] = [
 
 
 def rows() -> list[tuple]:
-    return [(c, r, "", i, a, float(n), float(v), float(m), p, float("nan") if s is None else s, f"snapshot {DATE}", AS_OF)
-            for c, r, i, a, n, v, m, p, s in ROWS]
+    return [
+        (
+            c,
+            r,
+            "",
+            i,
+            a,
+            float(n),
+            float(v),
+            float(m),
+            p,
+            float("nan") if s is None else s,
+            f"snapshot {DATE}",
+            AS_OF,
+        )
+        for c, r, i, a, n, v, m, p, s in ROWS
+    ]

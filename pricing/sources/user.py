@@ -68,8 +68,22 @@ def read(path: Path) -> list[tuple]:
                 problems.append(f"{path}:{line}:{col}: offers[{i}].{key}: {err['msg']}")
             continue
         nan = math.nan
-        rows.append((o.cloud, o.region, o.zone, o.instance, o.accelerator, o.count, o.vcpus or nan, o.memory_gb or nan,
-                     o.price, o.spot_price if o.spot_price is not None and o.spot_price < o.price else nan, "user", mtime))
+        rows.append(
+            (
+                o.cloud,
+                o.region,
+                o.zone,
+                o.instance,
+                o.accelerator,
+                o.count,
+                o.vcpus or nan,
+                o.memory_gb or nan,
+                o.price,
+                o.spot_price if o.spot_price is not None and o.spot_price < o.price else nan,
+                "user",
+                mtime,
+            )
+        )
     if problems:
         raise PriceFileError("\n".join(problems) if len(problems) > 1 else problems[0])
     return rows

@@ -17,8 +17,18 @@ _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
 
 
 @torch.no_grad()
-def score_split(model, data, split: str, objective: str, batch_size: int, max_batches: int | None, seed: int,
-                device, autocast=contextlib.nullcontext, keep_worst: int = 0) -> tuple[dict, list[tuple[float, int]]]:
+def score_split(
+    model,
+    data,
+    split: str,
+    objective: str,
+    batch_size: int,
+    max_batches: int | None,
+    seed: int,
+    device,
+    autocast=contextlib.nullcontext,
+    keep_worst: int = 0,
+) -> tuple[dict, list[tuple[float, int]]]:
     """Token-weighted loss, perplexity and accuracy over ``split``; plus the ``keep_worst``
     (mean loss, block index) pairs with the highest loss."""
     tokens, mask = data.tokens(split), data.loss_mask(split)
@@ -43,7 +53,9 @@ def score_split(model, data, split: str, objective: str, batch_size: int, max_ba
         if objective != "mlm":
             logits, labels = logits[:, :-1], labels[:, 1:]
         valid = labels != -100
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1).clamp_min(0), reduction="none").view(labels.shape)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), labels.reshape(-1).clamp_min(0), reduction="none"
+        ).view(labels.shape)
         loss = loss * valid
         total_loss += float(loss.sum())
         total_tok += int(valid.sum())
@@ -55,8 +67,14 @@ def score_split(model, data, split: str, objective: str, batch_size: int, max_ba
     model.train(was_training)
     mean = total_loss / max(1, total_tok)
     worst = sorted(per_block, reverse=True)[:keep_worst]
-    return {"split": split, "blocks": int(min(n, len(batches) * batch_size)), "tokens": total_tok,
-            "loss": mean, "perplexity": math.exp(min(mean, 50)), "accuracy": correct / max(1, total_tok)}, worst
+    return {
+        "split": split,
+        "blocks": int(min(n, len(batches) * batch_size)),
+        "tokens": total_tok,
+        "loss": mean,
+        "perplexity": math.exp(min(mean, 50)),
+        "accuracy": correct / max(1, total_tok),
+    }, worst
 
 
 @torch.no_grad()
@@ -71,11 +89,17 @@ def generate_and_score(model, tokenizer, prompts: list[tuple[str, str]], max_new
     for prompt, reference in prompts:
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
         keep = min(ids.shape[1], context - min(max_new_tokens, context // 2))
-        ids = ids[:, ids.shape[1] - keep:]  # the end of a long prompt; prompt + generation fit the context
+        ids = ids[:, ids.shape[1] - keep :]  # the end of a long prompt; prompt + generation fit the context
         new = min(max_new_tokens, context - keep)
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        text = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         text = text[: max(len(reference) * 2, 1)]
         hyps.append(text)
         refs.append(reference)
@@ -107,7 +131,14 @@ def write_error_analysis(workdir: Path, data, worst: list[tuple[float, int]], sp
     md = [f"# Highest-loss {split} examples", ""]
     for r in rows:
         snippet = r["text"][:600].replace("```", "` ` `")
-        md += [f"## block {r['block']} — loss {r['loss']:.3f} (perplexity {math.exp(min(r['loss'], 50)):.1f})", "", "```", snippet, "```", ""]
+        md += [
+            f"## block {r['block']} — loss {r['loss']:.3f} (perplexity {math.exp(min(r['loss'], 50)):.1f})",
+            "",
+            "```",
+            snippet,
+            "```",
+            "",
+        ]
     path = workdir / "error_analysis.md"
     path.write_text("\n".join(md))
     return path

@@ -29,7 +29,11 @@ FINAL_UPLOAD_S = 600.0
 def checkpoint_fingerprint(loaded: LoadedRecipe, data_fp: str) -> str:
     """What a checkpoint must agree with to be resumed: model architecture, objective, data."""
     r = loaded.recipe
-    payload = {"model": r.model.model_dump(mode="json", by_alias=True), "objective": r.train.objective, "data": data_fp}
+    payload = {
+        "model": r.model.model_dump(mode="json", by_alias=True),
+        "objective": r.train.objective,
+        "data": data_fp,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -45,7 +49,10 @@ def hold_run_lock(workdir: Path):
         fh.seek(0)
         owner = fh.read().strip() or "another process"
         fh.close()
-        raise SpotrainError(f"{workdir} is in use by a running spotrain run ({owner}) — wait for it, stop it, or use another --workdir") from None
+        raise SpotrainError(
+            f"{workdir} is in use by a running spotrain run ({owner}) — wait for it, stop it, or use another "
+            "--workdir"
+        ) from None
     fh.seek(0)
     fh.truncate()
     fh.write(f"pid {os.getpid()}")
@@ -104,8 +111,14 @@ def _run(loaded: LoadedRecipe, workdir: Path, say, stop, limits) -> int:
     lock = hold_run_lock(workdir) if main else None  # noqa: F841 - held until this process exits
     events = EventLog(workdir / "events.jsonl", enabled=main)
     t_start = time.time()
-    events.emit("run_start", recipe=r.name, pid=os.getpid(), world_size=acc.num_processes, device=str(acc.device),
-                precision=acc.mixed_precision)
+    events.emit(
+        "run_start",
+        recipe=r.name,
+        pid=os.getpid(),
+        world_size=acc.num_processes,
+        device=str(acc.device),
+        precision=acc.mixed_precision,
+    )
     if main:
         (workdir / "recipe.yaml").write_text(recipe_to_yaml(r))
 
@@ -113,19 +126,30 @@ def _run(loaded: LoadedRecipe, workdir: Path, say, stop, limits) -> int:
         data = prepare(loaded, log=say)
     st, sp = data.manifest["stats"], data.manifest["splits"]
     if main:
-        events.emit("data_stats", fingerprint=data.fingerprint, cached=data.cached, **st,
-                    **{f"{k}_{f}": v[f] for k, v in sp.items() for f in ("documents", "tokens", "blocks")})
+        events.emit(
+            "data_stats",
+            fingerprint=data.fingerprint,
+            cached=data.cached,
+            **st,
+            **{f"{k}_{f}": v[f] for k, v in sp.items() for f in ("documents", "tokens", "blocks")},
+        )
         how = "cached" if data.cached else f"prepared in {data.manifest['seconds']:.1f}s"
-        say(f"data {how}: {st['documents_in']} documents in, {st['documents_out']} out "
-            f"({st.get('removed_exact_duplicates', 0)} exact + {st.get('removed_near_duplicates', 0)} near duplicates removed); "
-            + ", ".join(f"{k} {v['tokens']:,} tokens/{v['blocks']} blocks" for k, v in sp.items()))
+        say(
+            f"data {how}: {st['documents_in']} documents in, {st['documents_out']} out "
+            f"({st.get('removed_exact_duplicates', 0)} exact + {st.get('removed_near_duplicates', 0)} near "
+            "duplicates removed); "
+            + ", ".join(f"{k} {v['tokens']:,} tokens/{v['blocks']} blocks" for k, v in sp.items())
+        )
 
     ckpt_fp = checkpoint_fingerprint(loaded, data.fingerprint)
     done = workdir / "result.json"
     if done.exists():
         prev = json.loads(done.read_text())
         if prev.get("fingerprint") == ckpt_fp and prev.get("steps", 0) >= r.train.steps:
-            say(f"already complete: {prev['steps']} steps, final val loss {prev.get('eval', {}).get('val', {}).get('loss')} — see {workdir}")
+            say(
+                f"already complete: {prev['steps']} steps, final val loss "
+                f"{prev.get('eval', {}).get('val', {}).get('loss')} — see {workdir}"
+            )
             events.close()
             return EXIT_OK
         if main:
@@ -134,7 +158,9 @@ def _run(loaded: LoadedRecipe, workdir: Path, say, stop, limits) -> int:
     return _train_and_eval(loaded, data, acc, workdir, events, ckpt_fp, say, t_start, stop, limits)
 
 
-def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float, stop, limits) -> int:
+def _train_and_eval(
+    loaded, data, acc, workdir: Path, events, ckpt_fp: str, say, t_start: float, stop, limits
+) -> int:
     from .model import build_model
     from .train import rng
     from .train.loop import Trainer
@@ -142,10 +168,18 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
     r = loaded.recipe
     rng.seed_all(r.seed)
     model, info = build_model(r, data.manifest["vocab_size"], data.ids, loaded.base_dir)
-    events.emit("model", family=r.model.family, params=info.params, non_embedding_params=info.non_embedding_params,
-                flops_per_token=info.flops_per_token)
-    say(f"model {r.model.from_ or r.model.family}: {info.params / 1e6:.2f}M parameters "
-        f"({info.non_embedding_params / 1e6:.2f}M non-embedding), {info.flops_per_token / 1e6:.1f} MFLOP per training token")
+    events.emit(
+        "model",
+        family=r.model.family,
+        params=info.params,
+        non_embedding_params=info.non_embedding_params,
+        flops_per_token=info.flops_per_token,
+    )
+    say(
+        f"model {r.model.from_ or r.model.family}: {info.params / 1e6:.2f}M parameters "
+        f"({info.non_embedding_params / 1e6:.2f}M non-embedding), {info.flops_per_token / 1e6:.1f} MFLOP per "
+        "training token"
+    )
     uploader = None
     if r.storage.remote():  # save locally (fast), upload in the background; resume from the bucket
         from .store.base import open_store
@@ -166,7 +200,9 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
     if acc.is_main_process and sys.stderr.isatty():
         from tqdm import tqdm
 
-        progress = tqdm(total=r.train.steps, initial=trainer.step, desc=r.name, unit="step", dynamic_ncols=True)
+        progress = tqdm(
+            total=r.train.steps, initial=trainer.step, desc=r.name, unit="step", dynamic_ncols=True
+        )
     try:
         outcome = trainer.train(stop, progress, limits if limits.active else None)
     finally:
@@ -181,7 +217,10 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
         events.close()
         return outcome.exit_code
     if outcome.status == "interrupted":
-        say(f"interrupted by signal {outcome.exit_code - 128} at step {outcome.step}; checkpoint saved — rerun to resume")
+        say(
+            f"interrupted by signal {outcome.exit_code - 128} at step {outcome.step}; checkpoint saved — "
+            "rerun to resume"
+        )
         events.emit("run_end", status="interrupted", step=outcome.step)
         events.close()
         return outcome.exit_code
@@ -191,9 +230,16 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
         unwrapped = acc.unwrap_model(trainer.model)
         _export(unwrapped, data, workdir)
         results = _final_eval(r, unwrapped, data, acc, workdir, events, say, loaded)
-        result = {"status": "succeeded", "recipe": r.name, "steps": outcome.step, "tokens_seen": outcome.tokens_seen,
-                  "fingerprint": ckpt_fp, "params": info.params, "eval": results,
-                  "wall_seconds_this_run": round(time.time() - t_start, 2)}
+        result = {
+            "status": "succeeded",
+            "recipe": r.name,
+            "steps": outcome.step,
+            "tokens_seen": outcome.tokens_seen,
+            "fingerprint": ckpt_fp,
+            "params": info.params,
+            "eval": results,
+            "wall_seconds_this_run": round(time.time() - t_start, 2),
+        }
         tmp = workdir / ".result.json.tmp"
         tmp.write_text(json.dumps(result, indent=2))
         os.replace(tmp, workdir / "result.json")
@@ -202,8 +248,11 @@ def _train_and_eval(loaded, data, acc, workdir: Path, events, ckpt_fp: str, say,
     acc.wait_for_everyone()
     events.close()
     if not uploaded:
-        say(f"error: the bucket {remote.uri} does not have the final checkpoint (step {outcome.step}); the results are only in {workdir} "
-            "— copy them off this machine, or rerun once the bucket is reachable")
+        say(
+            f"error: the bucket {remote.uri} does not have the final checkpoint (step {outcome.step}); the "
+            f"results are only in {workdir} — copy them off this machine, or rerun once the bucket is "
+            "reachable"
+        )
         return EXIT_NOT_UPLOADED
     return EXIT_OK
 
@@ -215,7 +264,9 @@ def _final_upload(uploader, remote, outcome, grace_s: float, stop, say) -> bool:
     True when the bucket has ``outcome.step`` (or nothing new was saved)."""
     step = outcome.step
     if step not in uploader.submitted:
-        return True  # nothing this run saved at that step is waiting: the restored checkpoint came from the bucket or the disk
+        # nothing this run saved at that step is waiting: the restored checkpoint came from the bucket
+        # or the disk
+        return True
     budget = max(grace_s, FINAL_UPLOAD_S) if outcome.status == "completed" else grace_s
     end = time.monotonic() + budget
     signalled = stop.raised
@@ -232,9 +283,15 @@ def _final_upload(uploader, remote, outcome, grace_s: float, stop, say) -> bool:
     if step in uploader.done:
         return True
     if step in uploader.failed:
-        say(f"warning: uploading checkpoint {step} to {remote.uri} failed ({uploader.failed[step]}); the bucket keeps the previous one")
+        say(
+            f"warning: uploading checkpoint {step} to {remote.uri} failed ({uploader.failed[step]}); the "
+            "bucket keeps the previous one"
+        )
     else:
-        say(f"warning: checkpoint {step} was still uploading to {remote.uri} after {budget:g}s; the bucket keeps the previous one")
+        say(
+            f"warning: checkpoint {step} was still uploading to {remote.uri} after {budget:g}s; the bucket "
+            "keeps the previous one"
+        )
     return False
 
 
@@ -257,14 +314,27 @@ def _final_eval(r, model, data, acc, workdir: Path, events, say, loaded) -> dict
     worst: list = []
     for split in e.splits:
         keep = e.error_analysis if split == "test" else 0
-        res, w = evaluate.score_split(model, data, split, r.train.objective, r.train.batch_size, e.max_batches, r.seed,
-                                      acc.device, acc.autocast, keep_worst=keep)
+        res, w = evaluate.score_split(
+            model,
+            data,
+            split,
+            r.train.objective,
+            r.train.batch_size,
+            e.max_batches,
+            r.seed,
+            acc.device,
+            acc.autocast,
+            keep_worst=keep,
+        )
         if split == "test":
             worst = w
         results[split] = res
         events.emit("eval", step=r.train.steps, final=True, **res)
         if res.get("tokens"):
-            say(f"eval {split}: loss {res['loss']:.4f} perplexity {res['perplexity']:.2f} token accuracy {res['accuracy']:.3f}")
+            say(
+                f"eval {split}: loss {res['loss']:.4f} perplexity {res['perplexity']:.2f} token accuracy "
+                f"{res['accuracy']:.3f}"
+            )
         else:
             say(f"eval {split}: empty split, skipped")
     if worst:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from .base import Section
 
+
 def parse_duration(text: str) -> timedelta:
     """``"90m"`` → 90 minutes (``spotrain.units.parse_seconds``, a unit required)."""
     from spotrain.units import parse_seconds
@@ -17,9 +18,27 @@ def parse_duration(text: str) -> timedelta:
 
 
 class Budget(Section):
-    max_cost: Annotated[float | None, Field(gt=0, description="USD cap for the whole job including every recovery; the job stops gracefully (checkpoint first) when reached.")] = None
-    max_hourly_price: Annotated[float | None, Field(gt=0, description="USD per hour cap for the whole job (all nodes).")] = None
-    deadline: Annotated[datetime | str | None, Field(description="Finish by this time (ISO 8601 with timezone) or within this duration of launch (e.g. `36h`).")] = None
+    max_cost: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description=(
+                "USD cap for the whole job including every recovery; the job stops gracefully (checkpoint "
+                "first) when reached."
+            ),
+        ),
+    ] = None
+    max_hourly_price: Annotated[
+        float | None, Field(gt=0, description="USD per hour cap for the whole job (all nodes).")
+    ] = None
+    deadline: Annotated[
+        datetime | str | None,
+        Field(
+            description=(
+                "Finish by this time (ISO 8601 with timezone) or within this duration of launch (e.g. `36h`)."
+            )
+        ),
+    ] = None
 
     @field_validator("deadline")
     @classmethod

@@ -15,12 +15,28 @@ class Prompt(Section):
 
 
 class Eval(Section):
-    splits: Annotated[list[str], Field(description="Splits to score for perplexity and token accuracy at the end of training.")] = ["val", "test"]
-    max_batches: Annotated[int | None, Field(ge=1, description="Cap on batches per split (null = the whole split).")] = None
-    prompts: Annotated[list[Prompt], Field(description="Prompts with references: greedy generations are scored with BLEU and chrF (sacrebleu).")] = []
-    prompts_file: Annotated[str | None, Field(description="JSONL file of {prompt, reference} objects, added to `prompts`.")] = None
+    splits: Annotated[
+        list[str],
+        Field(description="Splits to score for perplexity and token accuracy at the end of training."),
+    ] = ["val", "test"]
+    max_batches: Annotated[
+        int | None, Field(ge=1, description="Cap on batches per split (null = the whole split).")
+    ] = None
+    prompts: Annotated[
+        list[Prompt],
+        Field(
+            description=(
+                "Prompts with references: greedy generations are scored with BLEU and chrF (sacrebleu)."
+            )
+        ),
+    ] = []
+    prompts_file: Annotated[
+        str | None, Field(description="JSONL file of {prompt, reference} objects, added to `prompts`.")
+    ] = None
     max_new_tokens: Annotated[int, Field(ge=1, description="Tokens generated per prompt.")] = 64
-    error_analysis: Annotated[int, Field(ge=0, description="Report the N highest-loss test examples (0 disables).")] = 10
+    error_analysis: Annotated[
+        int, Field(ge=0, description="Report the N highest-loss test examples (0 disables).")
+    ] = 10
 
     @model_validator(mode="after")
     def _splits(self) -> "Eval":

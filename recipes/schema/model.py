@@ -10,16 +10,45 @@ from .base import Section
 
 
 class Model(Section):
-    family: Annotated[Literal["gpt2", "llama", "bert"], Field(description="Architecture family (transformers config class).")] = "gpt2"
-    from_: Annotated[str | None, Field(alias="from", description="Fine-tune from a local model directory or hub id instead of initialising from scratch; architecture fields are then ignored.")] = None
+    family: Annotated[
+        Literal["gpt2", "llama", "bert"],
+        Field(description="Architecture family (transformers config class)."),
+    ] = "gpt2"
+    from_: Annotated[
+        str | None,
+        Field(
+            alias="from",
+            description=(
+                "Fine-tune from a local model directory or hub id instead of initialising from scratch; "
+                "architecture fields are then ignored."
+            ),
+        ),
+    ] = None
     layers: Annotated[int, Field(ge=1, le=512, description="Transformer blocks.")] = 12
     heads: Annotated[int, Field(ge=1, le=512, description="Attention heads (must divide `hidden`).")] = 12
-    kv_heads: Annotated[int | None, Field(ge=1, description="llama: key/value heads for grouped-query attention; null = `heads`.")] = None
+    kv_heads: Annotated[
+        int | None,
+        Field(ge=1, description="llama: key/value heads for grouped-query attention; null = `heads`."),
+    ] = None
     hidden: Annotated[int, Field(ge=8, description="Hidden (embedding) size.")] = 768
-    ffn: Annotated[int | None, Field(ge=8, description="Feed-forward inner size; null = 4 × hidden (gpt2, bert) or 8/3 × hidden rounded to 64 (llama).")] = None
+    ffn: Annotated[
+        int | None,
+        Field(
+            ge=8,
+            description=(
+                "Feed-forward inner size; null = 4 × hidden (gpt2, bert) or 8/3 × hidden rounded to 64 "
+                "(llama)."
+            ),
+        ),
+    ] = None
     context: Annotated[int, Field(ge=8, description="Maximum sequence length (position embeddings).")] = 1024
-    vocab_size: Annotated[int | None, Field(ge=8, description="Vocabulary size; null = the tokenizer's. Must be ≥ the tokenizer's.")] = None
-    dropout: Annotated[float, Field(ge=0, lt=1, description="Dropout probability (residual, attention, embeddings).")] = 0.0
+    vocab_size: Annotated[
+        int | None,
+        Field(ge=8, description="Vocabulary size; null = the tokenizer's. Must be ≥ the tokenizer's."),
+    ] = None
+    dropout: Annotated[
+        float, Field(ge=0, lt=1, description="Dropout probability (residual, attention, embeddings).")
+    ] = 0.0
     tie_embeddings: Annotated[bool, Field(description="Share input and output embedding weights.")] = True
 
     @model_validator(mode="after")
@@ -32,7 +61,7 @@ class Model(Section):
         return self
 
     def param_counts(self, vocab: int) -> tuple[int, int]:
-        """(total, non-embedding) parameters of the transformers model the runtime builds (exact, no memory)."""
+        """(total, non-embedding) parameters of the model the runtime builds (exact, allocates nothing)."""
         d, L, f, V, C = self.hidden, self.layers, self.ffn_size(), vocab, self.context
         head = 0 if self.tie_embeddings else V * d
         if self.family == "gpt2":

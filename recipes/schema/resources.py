@@ -21,17 +21,37 @@ def parse_accelerator(spec: str) -> tuple[str, int]:
 
 
 class Resources(Section):
-    accelerators: Annotated[list[str], Field(description="Any of these accelerators, as NAME:COUNT per node (e.g. `[L4:1, A10G:1, A100:1]`); empty = CPU only.")] = []
+    accelerators: Annotated[
+        list[str],
+        Field(
+            description=(
+                "Any of these accelerators, as NAME:COUNT per node (e.g. `[L4:1, A10G:1, A100:1]`); empty = "
+                "CPU only."
+            )
+        ),
+    ] = []
     cpus: Annotated[float | None, Field(gt=0, description="Minimum vCPUs per node.")] = None
     memory_gb: Annotated[float | None, Field(gt=0, description="Minimum memory per node in GiB.")] = None
     disk_gb: Annotated[int, Field(ge=10, description="Boot disk size per node in GiB.")] = 100
     num_nodes: Annotated[int, Field(ge=1, description="Nodes for multi-node data parallel.")] = 1
-    spot: Annotated[bool | Literal["auto"], Field(description="`true`: spot only; `false`: on-demand only; `auto`: the spot policy decides (deadline-aware).")] = "auto"
+    spot: Annotated[
+        bool | Literal["auto"],
+        Field(
+            description=(
+                "`true`: spot only; `false`: on-demand only; `auto`: the spot policy decides "
+                "(deadline-aware)."
+            )
+        ),
+    ] = "auto"
     clouds: Annotated[list[str], Field(description="Allowed clouds (globs); empty = all enabled.")] = []
     exclude_clouds: Annotated[list[str], Field(description="Clouds never used (globs).")] = []
-    regions: Annotated[list[str], Field(description="Allowed regions (globs, e.g. `us-*`); empty = all.")] = []
+    regions: Annotated[
+        list[str], Field(description="Allowed regions (globs, e.g. `us-*`); empty = all.")
+    ] = []
     exclude_regions: Annotated[list[str], Field(description="Regions never used (globs).")] = []
-    max_hourly_price: Annotated[float | None, Field(gt=0, description="Never rent an offer above this $/h per node.")] = None
+    max_hourly_price: Annotated[
+        float | None, Field(gt=0, description="Never rent an offer above this $/h per node.")
+    ] = None
 
     @field_validator("accelerators")
     @classmethod

@@ -71,11 +71,17 @@ def resolve(name: str) -> Augmentation:
     if not sep:
         module, _, attr = name.rpartition(".")
     if not module or not attr:
-        raise DataError(f"augmentation {name!r}: not a built-in ({', '.join(sorted(BUILTINS))}) nor package.module:function")
+        raise DataError(
+            f"augmentation {name!r}: not a built-in ({', '.join(sorted(BUILTINS))}) nor "
+            "package.module:function"
+        )
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        raise DataError(f"augmentation {name!r}: cannot import ({exc}) — check the dotted path and that the module is installed") from None
+        raise DataError(
+            f"augmentation {name!r}: cannot import ({exc}) — check the dotted path and that the module is "
+            "installed"
+        ) from None
     if not callable(fn):
         raise DataError(f"augmentation {name!r} is not callable")
     return fn
@@ -86,7 +92,9 @@ def augment(docs: Iterable[Doc], steps: list[AugmentStep], seed: int) -> Iterato
     for doc in docs:
         out = [doc]
         for i, (step, fn) in enumerate(fns):
-            rng = random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{i}:".encode() + doc.key()).digest()[:8], "big"))
+            rng = random.Random(
+                int.from_bytes(hashlib.sha256(f"{seed}:{i}:".encode() + doc.key()).digest()[:8], "big")
+            )
             if rng.random() >= step.prob:
                 continue
             new = doc.map(lambda t: _call(fn, step, t, rng))

@@ -90,7 +90,11 @@ class NearDuplicateFilter:
 def clean(docs: Iterable[Doc], cfg: Clean, stats: Counter) -> Iterator[Doc]:
     """Yield cleaned, filtered documents in input order; counts what was removed in ``stats``."""
     seen: set[bytes] = set()
-    near = NearDuplicateFilter(cfg.near_dedup.threshold, cfg.near_dedup.num_perm, cfg.near_dedup.shingle_words) if cfg.near_dedup.enabled else None
+    near = (
+        NearDuplicateFilter(cfg.near_dedup.threshold, cfg.near_dedup.num_perm, cfg.near_dedup.shingle_words)
+        if cfg.near_dedup.enabled
+        else None
+    )
     for doc in docs:
         stats["documents_in"] += 1
         stats["bytes_in"] += len(doc.text.encode("utf-8", "surrogatepass"))

@@ -49,7 +49,10 @@ def source_files(index: int, source: FilesSource | StdlibSource, base_dir: Path)
         excluded = {Path(p) for pat in source.exclude for p in glob.glob(str(root / pat), recursive=True)}
         files = sorted({p for p in found if p.is_file() and p not in excluded})
         if not files:
-            raise DataError(f"data.sources[{index}]: no stdlib files match {source.include} under {root} — check include/exclude")
+            raise DataError(
+                f"data.sources[{index}]: no stdlib files match {source.include} under {root} — check "
+                "include/exclude"
+            )
         return files
     files: list[Path] = []
     for pattern in source.paths:
@@ -61,12 +64,17 @@ def source_files(index: int, source: FilesSource | StdlibSource, base_dir: Path)
         if glob.has_magic(str(pattern)):
             hits = sorted(Path(h) for h in glob.glob(str(full), recursive=True) if Path(h).is_file())
             if not hits:
-                raise DataError(f"data.sources[{index}]: no files match {pattern!r} (looked in {full.parent}) — check the path")
+                raise DataError(
+                    f"data.sources[{index}]: no files match {pattern!r} (looked in {full.parent}) — check "
+                    "the path"
+                )
             files += hits
         elif full.is_file():
             files.append(full)
         else:
-            raise DataError(f"data.sources[{index}]: file {pattern!r} not found (looked for {full}) — check the path")
+            raise DataError(
+                f"data.sources[{index}]: file {pattern!r} not found (looked for {full}) — check the path"
+            )
     seen: set[Path] = set()
     return [f for f in files if not (f in seen or seen.add(f))]
 
@@ -88,9 +96,19 @@ def _remote_files(index: int, pattern: str) -> list[Path]:
     scheme = pattern.split("://", 1)[0]
     bucket, key_pattern = split_uri(pattern)
     magic = next((i for i, ch in enumerate(key_pattern) if ch in "*?["), None)
-    base = key_pattern[:magic].rsplit("/", 1)[0] if magic is not None else key_pattern.rsplit("/", 1)[0] if "/" in key_pattern else ""
+    base = (
+        key_pattern[:magic].rsplit("/", 1)[0]
+        if magic is not None
+        else key_pattern.rsplit("/", 1)[0]
+        if "/" in key_pattern
+        else ""
+    )
     store = open_store(f"{scheme}://{bucket}")
-    keys = [k for k in store.list_keys(base) if fnmatch.fnmatchcase(k, key_pattern)] if magic is not None else [key_pattern]
+    keys = (
+        [k for k in store.list_keys(base) if fnmatch.fnmatchcase(k, key_pattern)]
+        if magic is not None
+        else [key_pattern]
+    )
     if not keys:
         raise DataError(f"data.sources[{index}]: no objects match {pattern!r} — check the bucket and prefix")
     out = []
@@ -101,7 +119,9 @@ def _remote_files(index: int, pattern: str) -> list[Path]:
         try:
             store.get_file(key, tmp)
         except FileNotFoundError:
-            raise DataError(f"data.sources[{index}]: {scheme}://{bucket}/{key} not found — check the path") from None
+            raise DataError(
+                f"data.sources[{index}]: {scheme}://{bucket}/{key} not found — check the path"
+            ) from None
         os.replace(tmp, dst)
         out.append(dst)
     return out
@@ -111,7 +131,9 @@ def _read_text(path: Path) -> str:
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
-def read_documents(index: int, source: FilesSource | StdlibSource, files: list[Path], sft: bool) -> Iterator[Doc]:
+def read_documents(
+    index: int, source: FilesSource | StdlibSource, files: list[Path], sft: bool
+) -> Iterator[Doc]:
     fmt = "text" if isinstance(source, StdlibSource) else source.format
     split_on = "file" if isinstance(source, StdlibSource) else source.split_on
     for path in files:
@@ -119,7 +141,10 @@ def read_documents(index: int, source: FilesSource | StdlibSource, files: list[P
             yield from _jsonl_docs(index, source, path, sft)
             continue
         if sft:
-            raise DataError(f"data.sources[{index}]: the sft objective needs JSONL sources with prompt/response fields — set format: jsonl")
+            raise DataError(
+                f"data.sources[{index}]: the sft objective needs JSONL sources with prompt/response fields — "
+                "set format: jsonl"
+            )
         text = _read_text(path)
         if split_on == "file":
             yield Doc(text)
@@ -137,18 +162,25 @@ def _jsonl_docs(index: int, source: FilesSource, path: Path, sft: bool) -> Itera
             try:
                 obj = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}) — fix the line or remove it") from None
+                raise DataError(
+                    f"{path}:{lineno}: not valid JSON ({exc.msg}) — fix the line or remove it"
+                ) from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object per line")
             if sft:
                 p, r = obj.get(source.prompt_field), obj.get(source.response_field)
                 if not isinstance(p, str) or not isinstance(r, str):
-                    raise DataError(f"{path}:{lineno}: needs string fields {source.prompt_field!r} and {source.response_field!r} — set data.sources[{index}].prompt_field/response_field")
+                    raise DataError(
+                        f"{path}:{lineno}: needs string fields {source.prompt_field!r} and "
+                        f"{source.response_field!r} — set data.sources[{index}].prompt_field/response_field"
+                    )
                 yield Doc(p + r, p, r)
             else:
                 t = obj.get(source.field)
                 if not isinstance(t, str):
-                    raise DataError(f"{path}:{lineno}: no string field {source.field!r} — set data.sources[{index}].field")
+                    raise DataError(
+                        f"{path}:{lineno}: no string field {source.field!r} — set data.sources[{index}].field"
+                    )
                 yield Doc(t)
 
 

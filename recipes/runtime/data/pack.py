@@ -11,7 +11,9 @@ def dtype_for(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
 
 
-def pack_stream(docs: list[list[int]], eos: int, pad: int, seq_len: int, dtype: np.dtype, keep_partial: bool) -> np.ndarray:
+def pack_stream(
+    docs: list[list[int]], eos: int, pad: int, seq_len: int, dtype: np.dtype, keep_partial: bool
+) -> np.ndarray:
     """Concatenate documents (each followed by ``eos``) and cut into ``seq_len`` blocks.
     A trailing partial block is padded with ``pad`` when ``keep_partial`` (val/test), else dropped."""
     total = sum(len(d) + 1 for d in docs)
@@ -31,7 +33,9 @@ def pack_stream(docs: list[list[int]], eos: int, pad: int, seq_len: int, dtype: 
     return blocks
 
 
-def pack_pairs(pairs: list[tuple[list[int], list[int]]], eos: int, pad: int, seq_len: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, int]:
+def pack_pairs(
+    pairs: list[tuple[list[int], list[int]]], eos: int, pad: int, seq_len: int, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray, int]:
     """One prompt/response example per block: ``prompt + response + eos``, right-padded.
     The loss mask is 1 on response tokens and the final eos. Returns (tokens, mask, n_truncated)."""
     tokens = np.full((len(pairs), seq_len), pad, dtype=dtype)

@@ -90,13 +90,21 @@ def fingerprint(loaded: LoadedRecipe, digests: list[str]) -> str:
     tok = r.data.tokenizer
     if tok.type == "pretrained":
         local = loaded.resolve(tok.path)
-        payload["tokenizer"] = content_digest(sorted(p for p in local.rglob("*") if p.is_file())) if local.is_dir() else tok.path
+        payload["tokenizer"] = (
+            content_digest(sorted(p for p in local.rglob("*") if p.is_file())) if local.is_dir() else tok.path
+        )
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def prepare(loaded: LoadedRecipe, cache_root: Path | None = None, log: Callable[[str], None] = print) -> PreparedData:
+def prepare(
+    loaded: LoadedRecipe, cache_root: Path | None = None, log: Callable[[str], None] = print
+) -> PreparedData:
     r = loaded.recipe
-    cache_root = Path(cache_root) if cache_root else (loaded.resolve(r.storage.data_cache) if r.storage.data_cache else default_cache_root())
+    cache_root = (
+        Path(cache_root)
+        if cache_root
+        else (loaded.resolve(r.storage.data_cache) if r.storage.data_cache else default_cache_root())
+    )
     sft = r.train.objective == "sft"
     files = [source_files(i, s, loaded.base_dir) for i, s in enumerate(r.data.sources)]
     fp = fingerprint(loaded, [content_digest(f) for f in files])
@@ -106,7 +114,9 @@ def prepare(loaded: LoadedRecipe, cache_root: Path | None = None, log: Callable[
 
     t0 = time.perf_counter()
     stats: Counter = Counter()
-    docs = chain.from_iterable(read_documents(i, s, f, sft) for i, (s, f) in enumerate(zip(r.data.sources, files)))
+    docs = chain.from_iterable(
+        read_documents(i, s, f, sft) for i, (s, f) in enumerate(zip(r.data.sources, files))
+    )
     kept = clean(docs, r.data.clean, stats)
     if r.data.max_documents:
         kept = islice(kept, r.data.max_documents)
@@ -114,10 +124,20 @@ def prepare(loaded: LoadedRecipe, cache_root: Path | None = None, log: Callable[
     for doc in kept:
         by_split[assign(doc, r.data.split)].append(doc)
     if stats["documents_out"] == 0:
-        removed = ", ".join(f"{k.removeprefix('removed_')}={v}" for k, v in sorted(stats.items()) if k.startswith("removed_") and v)
-        raise DataError(f"no documents left after cleaning ({stats['documents_in']} in; removed {removed or 'none'}) — add data or relax data.clean")
+        removed = ", ".join(
+            f"{k.removeprefix('removed_')}={v}"
+            for k, v in sorted(stats.items())
+            if k.startswith("removed_") and v
+        )
+        raise DataError(
+            f"no documents left after cleaning ({stats['documents_in']} in; removed {removed or 'none'}) — "
+            "add data or relax data.clean"
+        )
     if not by_split["train"]:
-        raise DataError(f"the train split is empty ({stats['documents_out']} documents all went to val/test) — lower data.split.val/test or add data")
+        raise DataError(
+            f"the train split is empty ({stats['documents_out']} documents all went to val/test) — lower "
+            "data.split.val/test or add data"
+        )
     if r.data.augment:
         n = len(by_split["train"])
         by_split["train"] = list(augment_mod.augment(by_split["train"], r.data.augment, r.seed))
@@ -155,17 +175,23 @@ def _encode(tok, texts: list[str]) -> list[list[int]]:
     return out
 
 
-def _tokenize_and_pack(loaded: LoadedRecipe, by_split: dict[str, list[Doc]], tmp: Path, stats: Counter, sft: bool) -> dict:
+def _tokenize_and_pack(
+    loaded: LoadedRecipe, by_split: dict[str, list[Doc]], tmp: Path, stats: Counter, sft: bool
+) -> dict:
     r = loaded.recipe
     tcfg = r.data.tokenizer
     if tcfg.type == "bpe":
-        tok = train_bpe((d.text for d in by_split["train"]), tcfg.vocab_size, tcfg.min_frequency, tmp / "tokenizer")
+        tok = train_bpe(
+            (d.text for d in by_split["train"]), tcfg.vocab_size, tcfg.min_frequency, tmp / "tokenizer"
+        )
     else:
         tok = load_pretrained(tcfg.path, loaded.base_dir)
         tok.save_pretrained(tmp / "tokenizer")
     ids = special_ids(tok)
     if ids["eos"] is None:
-        raise DataError("the tokenizer has no end-of-sequence (or [SEP]) token — use a tokenizer that defines one")
+        raise DataError(
+            "the tokenizer has no end-of-sequence (or [SEP]) token — use a tokenizer that defines one"
+        )
     vocab = len(tok)
     dtype = pack.dtype_for(vocab)
     seq = r.data.seq_len
@@ -174,7 +200,9 @@ def _tokenize_and_pack(loaded: LoadedRecipe, by_split: dict[str, list[Doc]], tmp
         docs = by_split[name]
         mask = None
         if sft:
-            pairs = list(zip(_encode(tok, [d.prompt for d in docs]), _encode(tok, [d.response for d in docs])))
+            pairs = list(
+                zip(_encode(tok, [d.prompt for d in docs]), _encode(tok, [d.response for d in docs]))
+            )
             blocks, mask, truncated = pack.pack_pairs(pairs, ids["eos"], ids["pad"], seq, dtype)
             stats[f"{name}_truncated_examples"] = truncated
             n_tokens = int(sum(len(p) + len(q) + 1 for p, q in pairs))
@@ -187,7 +215,10 @@ def _tokenize_and_pack(loaded: LoadedRecipe, by_split: dict[str, list[Doc]], tmp
             pack.save(tmp / f"{name}.mask.npy", mask)
         splits[name] = {"documents": len(docs), "tokens": n_tokens, "blocks": int(blocks.shape[0])}
     if splits["train"]["blocks"] == 0:
-        raise DataError(f"the train split has {splits['train']['tokens']} tokens, less than one block of data.seq_len={seq} — add data or lower data.seq_len")
+        raise DataError(
+            f"the train split has {splits['train']['tokens']} tokens, less than one block of "
+            f"data.seq_len={seq} — add data or lower data.seq_len"
+        )
     return {
         "version": PREP_VERSION,
         "seq_len": seq,

@@ -26,7 +26,9 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int, out_dir
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD, mask_token=MASK, unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD, mask_token=MASK, unk_token=None
+    )
     fast.save_pretrained(out_dir)
     return fast
 
@@ -40,7 +42,10 @@ def load_pretrained(path: str, base_dir: Path):
     try:
         tok = AutoTokenizer.from_pretrained(target)
     except (OSError, ValueError) as exc:
-        raise DataError(f"data.tokenizer.path {path!r}: cannot load a tokenizer ({str(exc).splitlines()[0]}) — give a folder with tokenizer.json or a reachable hub id") from None
+        raise DataError(
+            f"data.tokenizer.path {path!r}: cannot load a tokenizer ({str(exc).splitlines()[0]}) — give a "
+            "folder with tokenizer.json or a reachable hub id"
+        ) from None
     if tok.eos_token is None and tok.sep_token is not None:
         tok.eos_token = tok.sep_token
     if tok.pad_token is None:

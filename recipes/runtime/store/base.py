@@ -30,7 +30,9 @@ class Transient(Exception):
     """A failure worth retrying (network, throttling, 5xx)."""
 
 
-def with_retries(fn: Callable[[], T], what: str, total_seconds: float = 60.0, sleep=time.sleep, clock=time.monotonic) -> T:
+def with_retries(
+    fn: Callable[[], T], what: str, total_seconds: float = 60.0, sleep=time.sleep, clock=time.monotonic
+) -> T:
     deadline = clock() + total_seconds
     delay = 0.25
     while True:
@@ -38,7 +40,10 @@ def with_retries(fn: Callable[[], T], what: str, total_seconds: float = 60.0, sl
             return fn()
         except Transient as exc:
             if clock() + delay > deadline:
-                raise StoreError(f"{what}: still failing after {total_seconds:g}s of retries ({exc}) — network down or endpoint unreachable?") from None
+                raise StoreError(
+                    f"{what}: still failing after {total_seconds:g}s of retries ({exc}) — network down or "
+                    "endpoint unreachable?"
+                ) from None
             sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, 8.0)
 
@@ -83,7 +88,7 @@ class BucketStore(ObjectStore):
 
     def _relative(self, name: str) -> str:
         """An object name as a key of this store."""
-        return name[len(self.prefix) + 1:] if self.prefix else name
+        return name[len(self.prefix) + 1 :] if self.prefix else name
 
 
 def open_store(uri: str, base_dir: Path | None = None, **options) -> ObjectStore:

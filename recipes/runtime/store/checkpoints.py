@@ -50,8 +50,12 @@ def remote_manifest(store: ObjectStore, step: int) -> dict | None:
         return None
 
 
-def fetch_latest(store: ObjectStore, local_root: Path, newer_than: int | None = None,
-                 warn: Callable[[str], None] = lambda s: None) -> int | None:
+def fetch_latest(
+    store: ObjectStore,
+    local_root: Path,
+    newer_than: int | None = None,
+    warn: Callable[[str], None] = lambda s: None,
+) -> int | None:
     """Download the newest remote checkpoint that verifies (and is newer than ``newer_than``)
     into ``local_root``. Returns its step, or None."""
     local_root = Path(local_root)

@@ -53,7 +53,9 @@ class LocalStore(ObjectStore):
         d = self._path(prefix) if prefix else self.root
         if not d.is_dir():
             return []
-        return sorted(str(p.relative_to(self.root)) for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            str(p.relative_to(self.root)) for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix), ignore_errors=True)

@@ -16,13 +16,22 @@ def _credential_source() -> str:
 
 
 class S3Store(BucketStore):
-    def __init__(self, uri: str, sse: str | None = None, kms_key_id: str | None = None, retry_seconds: float = 60.0, **_):
+    def __init__(
+        self,
+        uri: str,
+        sse: str | None = None,
+        kms_key_id: str | None = None,
+        retry_seconds: float = 60.0,
+        **_,
+    ):
         import boto3
         from botocore.config import Config
 
         self.uri, self.retry_seconds = uri, retry_seconds
         self.bucket, self.prefix = split_uri(uri)
-        self.client = boto3.client("s3", config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60))
+        self.client = boto3.client(
+            "s3", config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)
+        )
         self.extra: dict = {}
         if sse:
             self.extra["ServerSideEncryption"] = sse
@@ -30,7 +39,12 @@ class S3Store(BucketStore):
                 self.extra["SSEKMSKeyId"] = kms_key_id
 
     def _call(self, what: str, fn):
-        from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError, EndpointConnectionError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError as BotoConnectionError,
+            EndpointConnectionError,
+        )
 
         def attempt():
             try:
@@ -39,10 +53,20 @@ class S3Store(BucketStore):
                 code = exc.response.get("Error", {}).get("Code", "")
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 if code in ("NoSuchBucket",):
-                    raise StoreError(f"bucket s3://{self.bucket} does not exist — create it or fix storage.checkpoints") from None
-                if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled"):
-                    raise StoreError(f"access denied to s3://{self.bucket}/{self.prefix} ({code}) with credentials from "
-                                     f"'{_credential_source()}' — check the IAM policy or the credentials in use") from None
+                    raise StoreError(
+                        f"bucket s3://{self.bucket} does not exist — create it or fix storage.checkpoints"
+                    ) from None
+                if code in (
+                    "AccessDenied",
+                    "403",
+                    "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch",
+                    "AllAccessDisabled",
+                ):
+                    raise StoreError(
+                        f"access denied to s3://{self.bucket}/{self.prefix} ({code}) with credentials from "
+                        f"'{_credential_source()}' — check the IAM policy or the credentials in use"
+                    ) from None
                 if code in ("NoSuchKey", "404"):
                     raise FileNotFoundError(what) from None
                 if status >= 500 or code in ("SlowDown", "RequestTimeout", "ThrottlingException"):
@@ -54,17 +78,30 @@ class S3Store(BucketStore):
         return with_retries(attempt, f"{what} (s3://{self.bucket})", self.retry_seconds)
 
     def put_file(self, key: str, path: Path) -> None:
-        self._call(f"upload {key}", lambda: self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=self.extra or None))
+        self._call(
+            f"upload {key}",
+            lambda: self.client.upload_file(
+                str(path), self.bucket, self._key(key), ExtraArgs=self.extra or None
+            ),
+        )
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._call(f"upload {key}", lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self.extra))
+        self._call(
+            f"upload {key}",
+            lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self.extra),
+        )
 
     def get_file(self, key: str, path: Path) -> None:
-        self._call(f"download {key}", lambda: self.client.download_file(self.bucket, self._key(key), str(path)))
+        self._call(
+            f"download {key}", lambda: self.client.download_file(self.bucket, self._key(key), str(path))
+        )
 
     def get_bytes(self, key: str) -> bytes | None:
         try:
-            return self._call(f"download {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
+            return self._call(
+                f"download {key}",
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read(),
+            )
         except FileNotFoundError:
             return None
 
@@ -73,9 +110,14 @@ class S3Store(BucketStore):
         dirs, keys = [], []
         token = None
         while True:
-            kw = {"Bucket": self.bucket, "Prefix": full, **({"Delimiter": "/"} if delimiter else {}), **({"ContinuationToken": token} if token else {})}
+            kw = {
+                "Bucket": self.bucket,
+                "Prefix": full,
+                **({"Delimiter": "/"} if delimiter else {}),
+                **({"ContinuationToken": token} if token else {}),
+            }
             page = self._call("list", lambda: self.client.list_objects_v2(**kw))
-            dirs += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            dirs += [p["Prefix"][len(full) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
             keys += [self._relative(o["Key"]) for o in page.get("Contents", [])]
             token = page.get("NextContinuationToken")
             if not token:
@@ -91,4 +133,6 @@ class S3Store(BucketStore):
         keys = self.list_keys(prefix)
         for i in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
-            self._call("delete", lambda: self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch}))
+            self._call(
+                "delete", lambda: self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})
+            )

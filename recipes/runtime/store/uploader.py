@@ -15,7 +15,13 @@ from .base import ObjectStore
 
 
 class Uploader:
-    def __init__(self, store: ObjectStore, local_root: Path, keep_last: int, on_event: Callable[..., None] = lambda *a, **k: None):
+    def __init__(
+        self,
+        store: ObjectStore,
+        local_root: Path,
+        keep_last: int,
+        on_event: Callable[..., None] = lambda *a, **k: None,
+    ):
         self.store, self.root, self.keep_last, self.on_event = store, Path(local_root), keep_last, on_event
         self._cv = threading.Condition()
         self._pending: int | None = None
@@ -65,14 +71,25 @@ class Uploader:
                 n = remote.upload(self.store, local.step_dir(self.root, step), step)
                 removed = remote.prune_remote(self.store, self.keep_last)
                 secs = time.perf_counter() - t0
-                self.on_event("checkpoint_uploaded", step=step, uri=f"{self.store.uri}/step-{step:08d}", bytes=n,
-                              seconds=round(secs, 4), mb_per_s=round(n / 1e6 / max(secs, 1e-9), 2), pruned=removed)
+                self.on_event(
+                    "checkpoint_uploaded",
+                    step=step,
+                    uri=f"{self.store.uri}/step-{step:08d}",
+                    bytes=n,
+                    seconds=round(secs, 4),
+                    mb_per_s=round(n / 1e6 / max(secs, 1e-9), 2),
+                    pruned=removed,
+                )
                 with self._cv:
                     self.done.add(step)
             except Exception as exc:  # noqa: BLE001 - reported as an event; training goes on, the next save retries
                 with self._cv:
                     self.failed[step] = str(exc)
-                self.on_event("upload_failed", step=step, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self.on_event(
+                    "upload_failed",
+                    step=step,
+                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
             finally:
                 with self._cv:
                     self.in_flight = None

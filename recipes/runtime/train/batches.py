@@ -25,7 +25,14 @@ class BatchPlan:
     def __init__(self, n_blocks: int, batch_size: int, grad_accum: int, world: int, rank: int, seed: int):
         if n_blocks <= 0:
             raise ValueError("no blocks to train on")
-        self.n, self.b, self.a, self.w, self.r, self.seed = n_blocks, batch_size, grad_accum, world, rank, seed
+        self.n, self.b, self.a, self.w, self.r, self.seed = (
+            n_blocks,
+            batch_size,
+            grad_accum,
+            world,
+            rank,
+            seed,
+        )
         self._perms: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
@@ -47,8 +54,16 @@ class BatchPlan:
         return step * self.a * self.w * self.b / self.n
 
 
-def make_batch(tokens: np.ndarray, mask: np.ndarray | None, idx: np.ndarray, objective: str, ids: dict,
-               vocab: int, mlm_probability: float, generator: torch.Generator | None) -> dict:
+def make_batch(
+    tokens: np.ndarray,
+    mask: np.ndarray | None,
+    idx: np.ndarray,
+    objective: str,
+    ids: dict,
+    vocab: int,
+    mlm_probability: float,
+    generator: torch.Generator | None,
+) -> dict:
     order = np.sort(idx)  # memmap-friendly read, then restore the plan's order
     inv = np.argsort(np.argsort(idx))
     x = torch.from_numpy(np.asarray(tokens[order]).astype(np.int64)[inv])
@@ -65,7 +80,11 @@ def make_batch(tokens: np.ndarray, mask: np.ndarray | None, idx: np.ndarray, obj
         x[chosen & (r < 0.8)] = ids["mask"]
         swap = chosen & (r >= 0.8) & (r < 0.9)
         x[swap] = rand_tok[swap]
-        return {"input_ids": x, "attention_mask": attn if attn is not None else torch.ones_like(x), "labels": labels}
+        return {
+            "input_ids": x,
+            "attention_mask": attn if attn is not None else torch.ones_like(x),
+            "labels": labels,
+        }
     labels = x.clone()
     if mask is not None:
         m = torch.from_numpy(np.asarray(mask[order])[inv].astype(bool))

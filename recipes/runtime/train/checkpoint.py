@@ -119,7 +119,9 @@ def commit(root: Path, tmp: Path, step: int, meta: dict, known: dict[str, dict] 
     fsync_path(final.parent)
     failpoint("renamed", step)
     manifest = {"step": step, "files": files, "created": time.time(), **meta}
-    write_file_atomic(final / MANIFEST, json.dumps(manifest, indent=1).encode(), lambda: failpoint("manifest-written", step))
+    write_file_atomic(
+        final / MANIFEST, json.dumps(manifest, indent=1).encode(), lambda: failpoint("manifest-written", step)
+    )
     return final
 
 

@@ -37,7 +37,9 @@ def step_sleep_s() -> float:
     if not (0.0 <= pad < float("inf")):
         from spotrain.errors import SpotrainError
 
-        raise SpotrainError(f"{STEP_SLEEP_ENV}={raw!r} is not a number of seconds ≥ 0 — unset it or give e.g. 0.05")
+        raise SpotrainError(
+            f"{STEP_SLEEP_ENV}={raw!r} is not a number of seconds ≥ 0 — unset it or give e.g. 0.05"
+        )
     return pad
 
 
@@ -53,9 +55,20 @@ class Outcome:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, data, model, accelerator, ckpt_root: Path, fingerprint: str,
-                 events: EventLog, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
-                 remote=None, uploader=None):
+    def __init__(
+        self,
+        recipe: Recipe,
+        data,
+        model,
+        accelerator,
+        ckpt_root: Path,
+        fingerprint: str,
+        events: EventLog,
+        say: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+        remote=None,
+        uploader=None,
+    ):
         self.r, self.t = recipe, recipe.train
         self.data, self.acc = data, accelerator
         self.root, self.fp = Path(ckpt_root), fingerprint
@@ -67,7 +80,9 @@ class Trainer:
         self.sched = sched  # stepped once per optimizer step by us (not accelerate's per-process wrapper)
         self.tokens = data.tokens("train")
         self.mask = data.loss_mask("train")
-        self.plan = BatchPlan(self.tokens.shape[0], self.t.batch_size, self.t.grad_accum, self.world, self.rank, recipe.seed)
+        self.plan = BatchPlan(
+            self.tokens.shape[0], self.t.batch_size, self.t.grad_accum, self.world, self.rank, recipe.seed
+        )
         self.vocab = accelerator.unwrap_model(self.model).get_input_embeddings().num_embeddings
         self.remote, self.uploader = remote, uploader
         self.step = 0
@@ -83,7 +98,9 @@ class Trainer:
                 have = checkpoint.latest(self.root, warn)
                 got = _fetch(self.remote, self.root, have.step if have else None, warn)
                 if got is not None:
-                    self.events.emit("checkpoint_downloaded", step=got, uri=f"{self.remote.uri}/step-{got:08d}")
+                    self.events.emit(
+                        "checkpoint_downloaded", step=got, uri=f"{self.remote.uri}/step-{got:08d}"
+                    )
             self.acc.wait_for_everyone()
         found = checkpoint.latest(self.root, warn=warn)
         if found is None:
@@ -91,8 +108,10 @@ class Trainer:
         fp = found.manifest.get("fingerprint")
         if fp != self.fp:
             raise CheckpointError(
-                f"checkpoint {found.path} was written for a different model/data (fingerprint {fp}, this recipe {self.fp}) "
-                f"— use another --workdir or storage.checkpoints, or delete that folder to start over")
+                f"checkpoint {found.path} was written for a different model/data (fingerprint {fp}, this "
+                f"recipe {self.fp}) — use another --workdir or storage.checkpoints, or delete that folder to "
+                "start over"
+            )
         load = lambda name: torch.load(found.path / name, map_location="cpu", weights_only=False)  # noqa: E731 - our own files
         self.acc.unwrap_model(self.model).load_state_dict(load("model.pt"))
         self.opt.load_state_dict(load("optimizer.pt"))
@@ -101,13 +120,22 @@ class Trainer:
             self.acc.scaler.load_state_dict(load("scaler.pt"))
         rng_file = found.path / f"rng-{self.rank}.pt"
         if not rng_file.exists():
-            self.say(f"warning: {found.path.name} has no RNG state for rank {self.rank} (world size changed); using rank 0's")
+            self.say(
+                f"warning: {found.path.name} has no RNG state for rank {self.rank} (world size changed); "
+                "using rank 0's"
+            )
             rng_file = found.path / "rng-0.pt"
         rng.restore(load(rng_file.name))
         state = json.loads((found.path / "state.json").read_text())
-        self.step, self.tokens_seen, self.last_val = state["step"], state["tokens_seen"], state.get("last_val")
+        self.step, self.tokens_seen, self.last_val = (
+            state["step"],
+            state["tokens_seen"],
+            state.get("last_val"),
+        )
         if self.main:
-            self.events.emit("checkpoint_restored", step=self.step, path=str(found.path), tokens_seen=self.tokens_seen)
+            self.events.emit(
+                "checkpoint_restored", step=self.step, path=str(found.path), tokens_seen=self.tokens_seen
+            )
         return self.step
 
     def save(self, reason: str) -> Path | None:
@@ -118,27 +146,49 @@ class Trainer:
         self.acc.wait_for_everyone()
         known = {f"rng-{self.rank}.pt": checkpoint.save_torch(rng.capture(), tmp / f"rng-{self.rank}.pt")}
         if self.main:
-            known["model.pt"] = checkpoint.save_torch(self.acc.unwrap_model(self.model).state_dict(), tmp / "model.pt")
+            known["model.pt"] = checkpoint.save_torch(
+                self.acc.unwrap_model(self.model).state_dict(), tmp / "model.pt"
+            )
             checkpoint.failpoint("model-written", self.step)
             known["optimizer.pt"] = checkpoint.save_torch(self.opt.state_dict(), tmp / "optimizer.pt")
             known["scheduler.pt"] = checkpoint.save_torch(self.sched.state_dict(), tmp / "scheduler.pt")
             if self.acc.scaler is not None:
                 known["scaler.pt"] = checkpoint.save_torch(self.acc.scaler.state_dict(), tmp / "scaler.pt")
-            state = {"step": self.step, "tokens_seen": self.tokens_seen, "epoch": self.plan.epoch(self.step),
-                     "world_size": self.world, "last_val": self.last_val, "fingerprint": self.fp}
+            state = {
+                "step": self.step,
+                "tokens_seen": self.tokens_seen,
+                "epoch": self.plan.epoch(self.step),
+                "world_size": self.world,
+                "last_val": self.last_val,
+                "fingerprint": self.fp,
+            }
             (tmp / "state.json").write_text(json.dumps(state))
         self.acc.wait_for_everyone()
         final = None
         if self.main:
-            meta = {"fingerprint": self.fp, "world_size": self.world, "val_loss": (self.last_val or {}).get("loss")}
+            meta = {
+                "fingerprint": self.fp,
+                "world_size": self.world,
+                "val_loss": (self.last_val or {}).get("loss"),
+            }
             final = checkpoint.commit(self.root, tmp, self.step, meta, known)
-            protect = {self.uploader.in_flight} if self.uploader and self.uploader.in_flight is not None else set()
+            protect = (
+                {self.uploader.in_flight} if self.uploader and self.uploader.in_flight is not None else set()
+            )
             best = checkpoint.best(self.root)
-            checkpoint.prune(self.root, self.t.checkpoints.keep_last, protect | ({best} if best is not None else set()))
+            checkpoint.prune(
+                self.root, self.t.checkpoints.keep_last, protect | ({best} if best is not None else set())
+            )
             if self.uploader is not None:
                 self.uploader.submit(self.step)
-            self.events.emit("checkpoint_saved", step=self.step, path=str(final), reason=reason,
-                             bytes=checkpoint.dir_bytes(final), seconds=round(self.clock() - t0, 4))
+            self.events.emit(
+                "checkpoint_saved",
+                step=self.step,
+                path=str(final),
+                reason=reason,
+                bytes=checkpoint.dir_bytes(final),
+                seconds=round(self.clock() - t0, 4),
+            )
             self.events.sync()
         self.acc.wait_for_everyone()
         self.save_seconds = self.clock() - t0  # every rank: the stop-by reserve must agree across ranks
@@ -148,10 +198,22 @@ class Trainer:
     def validate(self) -> dict | None:
         res = None
         if self.main and self.data.manifest["splits"]["val"]["blocks"]:
-            res, _ = evaluate.score_split(self.acc.unwrap_model(self.model), self.data, "val", self.t.objective,
-                                          self.t.batch_size, self.t.eval_batches, self.r.seed, self.acc.device, self.acc.autocast)
+            res, _ = evaluate.score_split(
+                self.acc.unwrap_model(self.model),
+                self.data,
+                "val",
+                self.t.objective,
+                self.t.batch_size,
+                self.t.eval_batches,
+                self.r.seed,
+                self.acc.device,
+                self.acc.autocast,
+            )
             self.events.emit("eval", step=self.step, **res)
-            self.say(f"step {self.step}: val loss {res['loss']:.4f} ppl {res['perplexity']:.2f} acc {res['accuracy']:.3f}")
+            self.say(
+                f"step {self.step}: val loss {res['loss']:.4f} ppl {res['perplexity']:.2f} acc "
+                f"{res['accuracy']:.3f}"
+            )
         self.acc.wait_for_everyone()
         return res
 
@@ -170,8 +232,13 @@ class Trainer:
         from .stop_by import EXIT_STOPPED
 
         if self.main:
-            self.events.emit("stopped_at_limit", step=self.step, reason=limits.reason, stop_by=limits.at, saved=saved)
-        self.say(f"stopping before the {limits.describe()} at step {self.step}" + ("; checkpoint saved" if saved else ""))
+            self.events.emit(
+                "stopped_at_limit", step=self.step, reason=limits.reason, stop_by=limits.at, saved=saved
+            )
+        self.say(
+            f"stopping before the {limits.describe()} at step {self.step}"
+            + ("; checkpoint saved" if saved else "")
+        )
         return Outcome("stopped", self.step, EXIT_STOPPED, self.tokens_seen, self.last_val, restored)
 
     def train(self, stop: StopFlag, progress=None, limits=None) -> Outcome:
@@ -184,19 +251,33 @@ class Trainer:
         last_save = last_log = self.clock()
         tokens_at_log = self.tokens_seen
         if stop.raised:  # the notice came during start-up: nothing new to save
-            return Outcome("interrupted", self.step, 128 + stop.signum, self.tokens_seen, self.last_val, restored)
+            return Outcome(
+                "interrupted", self.step, 128 + stop.signum, self.tokens_seen, self.last_val, restored
+            )
         step_s = 1.0  # until the first step is timed
         if self._flags(self._limit_reached(limits, step_s), False)[0] and self.step < t.steps:
-            return self._stopped_at_limit(limits, restored, saved=False)  # not even one step fits: nothing new to save
+            return self._stopped_at_limit(
+                limits, restored, saved=False
+            )  # not even one step fits: nothing new to save
         pad = step_sleep_s()
         while self.step < t.steps:
             step_start = time.monotonic()
             step_loss = torch.zeros((), device=acc.device)
             step_tokens = 0
             for micro in range(t.grad_accum):
-                gen = mask_generator(self.r.seed, self.step, micro, self.rank) if t.objective == "mlm" else None
-                batch = make_batch(self.tokens, self.mask, self.plan.indices(self.step, micro), t.objective,
-                                   self.data.ids, self.vocab, t.mlm_probability, gen)
+                gen = (
+                    mask_generator(self.r.seed, self.step, micro, self.rank) if t.objective == "mlm" else None
+                )
+                batch = make_batch(
+                    self.tokens,
+                    self.mask,
+                    self.plan.indices(self.step, micro),
+                    t.objective,
+                    self.data.ids,
+                    self.vocab,
+                    t.mlm_probability,
+                    gen,
+                )
                 step_tokens += int(batch["input_ids"].numel())
                 batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
                 sync = contextlib.nullcontext() if micro == t.grad_accum - 1 else acc.no_sync(self.model)
@@ -207,7 +288,11 @@ class Trainer:
             if t.clip_grad_norm:
                 grad_norm = acc.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
             else:
-                grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]))
+                grad_norm = torch.linalg.vector_norm(
+                    torch.stack(
+                        [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]
+                    )
+                )
             lr = self.sched.get_last_lr()[0]
             self.opt.step()
             self.sched.step()
@@ -222,18 +307,30 @@ class Trainer:
                 progress.update(1)
             if self.main and (self.step % t.log_every == 0 or self.step == t.steps):
                 now = self.clock()
-                rec = self.events.emit("step", step=self.step, loss=float(step_loss), lr=lr, grad_norm=float(grad_norm),
-                                       tokens=self.tokens_seen, tokens_per_s=round((self.tokens_seen - tokens_at_log) / max(now - last_log, 1e-9), 1),
-                                       epoch=round(self.plan.epoch(self.step), 4))
+                rec = self.events.emit(
+                    "step",
+                    step=self.step,
+                    loss=float(step_loss),
+                    lr=lr,
+                    grad_norm=float(grad_norm),
+                    tokens=self.tokens_seen,
+                    tokens_per_s=round((self.tokens_seen - tokens_at_log) / max(now - last_log, 1e-9), 1),
+                    epoch=round(self.plan.epoch(self.step), 4),
+                )
                 last_log, tokens_at_log = now, self.tokens_seen
                 if progress is not None:
                     progress.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
                 else:
-                    self.say(f"step {self.step}/{t.steps} loss {rec['loss']:.4f} lr {lr:.2e} {rec['tokens_per_s']:.0f} tok/s")
+                    self.say(
+                        f"step {self.step}/{t.steps} loss {rec['loss']:.4f} lr {lr:.2e} "
+                        f"{rec['tokens_per_s']:.0f} tok/s"
+                    )
             if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
                 self.last_val = self.validate() or self.last_val
             took = time.monotonic() - step_start
-            step_s = took if step_s == 1.0 and self.step == restored + 1 else max(took, 0.8 * step_s + 0.2 * took)
+            step_s = (
+                took if step_s == 1.0 and self.step == restored + 1 else max(took, 0.8 * step_s + 0.2 * took)
+            )
             at_limit = self.step < t.steps and self._limit_reached(limits, step_s)
             stopping = stop.raised or at_limit
             time_due = ck.every_minutes is not None and self.clock() - last_save >= ck.every_minutes * 60
@@ -241,7 +338,13 @@ class Trainer:
             at_limit = stopping and not stop.raised
             due = (ck.every_steps and self.step % ck.every_steps == 0) or self.step == t.steps or time_due
             if due or (stopping and (ck.on_signal or at_limit)):
-                self.save("limit" if at_limit else "signal" if stopping else ("final" if self.step == t.steps else "periodic"))
+                self.save(
+                    "limit"
+                    if at_limit
+                    else "signal"
+                    if stopping
+                    else ("final" if self.step == t.steps else "periodic")
+                )
                 last_save = self.clock()
             if at_limit:
                 return self._stopped_at_limit(limits, restored, saved=True)
@@ -249,7 +352,9 @@ class Trainer:
                 signum = stop.signum or 15
                 if self.main:
                     self.events.emit("interrupted", signal=signum, step=self.step)
-                return Outcome("interrupted", self.step, 128 + signum, self.tokens_seen, self.last_val, restored)
+                return Outcome(
+                    "interrupted", self.step, 128 + signum, self.tokens_seen, self.last_val, restored
+                )
         return Outcome("completed", self.step, 0, self.tokens_seen, self.last_val, restored)
 
 

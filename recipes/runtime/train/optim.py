@@ -34,7 +34,9 @@ class Schedule:
         return self.min_ratio + (1 - self.min_ratio) * decay
 
 
-def build(model: torch.nn.Module, cfg: Train) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+def build(
+    model: torch.nn.Module, cfg: Train
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -43,5 +45,7 @@ def build(model: torch.nn.Module, cfg: Train) -> tuple[torch.optim.Optimizer, to
     # The fused kernel (CPU and CUDA) is much faster than the per-tensor loop torch picks on CPU.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=fused or None)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, Schedule(cfg.warmup_steps, cfg.steps, cfg.schedule, cfg.min_lr_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, Schedule(cfg.warmup_steps, cfg.steps, cfg.schedule, cfg.min_lr_ratio)
+    )
     return opt, sched

@@ -40,7 +40,9 @@ class StopBy:
             except ValueError:
                 from spotrain.errors import SpotrainError
 
-                raise SpotrainError(f"{STOP_BY_ENV}={raw!r} is not a Unix time in seconds — unset it or give one") from None
+                raise SpotrainError(
+                    f"{STOP_BY_ENV}={raw!r} is not a Unix time in seconds — unset it or give one"
+                ) from None
         path = env.get(LIMITS_FILE_ENV)
         self.path = Path(path) if path else None
         self._seen: tuple[int, int] | None = None
@@ -81,7 +83,11 @@ class StopBy:
         return self.clock() + step_s + save + EXIT_SECONDS >= self.at
 
     def describe(self) -> str:
-        return f"{self.reason} stop-by moment {time.strftime('%H:%M:%S', time.localtime(self.at))}" if self.at else self.reason
+        return (
+            f"{self.reason} stop-by moment {time.strftime('%H:%M:%S', time.localtime(self.at))}"
+            if self.at
+            else self.reason
+        )
 
     def start_watchdog(self, poll: float = 0.5) -> threading.Thread | None:
         """End the process at the moment if it is still running then (daemon thread)."""
@@ -92,8 +98,12 @@ class StopBy:
             while True:
                 self.refresh()
                 if self.at is not None and self.clock() >= self.at:
-                    print(f"error: still running at its {self.describe()}: ending now so the {self.reason} holds "
-                          "(the last complete checkpoint is kept)", file=sys.stderr, flush=True)
+                    print(
+                        f"error: still running at its {self.describe()}: ending now so the {self.reason} "
+                        "holds (the last complete checkpoint is kept)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     os._exit(EXIT_KILLED)
                 left = (self.at - self.clock()) if self.at is not None else poll
                 time.sleep(min(max(left, 0.01), poll))

@@ -21,8 +21,13 @@ class Planned:
 
 def offers_for_job(candidates: list[Offer], per_kind: int = 10) -> list[Offer]:
     """The ranked offers a job may use: the best spot and on-demand ones, by estimated cost."""
-    spot = [c for c in candidates if c.spot][:per_kind]
-    od = [c for c in candidates if not c.spot][:per_kind]
+    spot, od = [], []
+    for c in candidates:  # best first: stop once both kinds are full (a ranking may hold 100k offers)
+        kind = spot if c.spot else od
+        if len(kind) < per_kind:
+            kind.append(c)
+        if len(spot) == len(od) == per_kind:
+            break
     return sorted(spot + od, key=lambda c: (c.cost, c.hourly))
 
 

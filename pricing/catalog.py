@@ -177,6 +177,7 @@ def load(price_file: Path | None = None, use_cache: bool = True) -> Catalog:
             rows = user.read(path)
             table = _apply_user(table, OfferTable.from_rows(rows))
             sources.append(SourceInfo("user", str(path), len(rows), path.stat().st_mtime))
+    table = table.sorted()
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp_meta = cache_dir / f".{meta.name}.{os.getpid()}.tmp"
     tmp_meta.write_text(json.dumps([s.__dict__ for s in sources]))

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from spotrain.recipes.schema import Recipe
 from spotrain.recipes.schema.model import Model
 
@@ -125,11 +127,12 @@ class Hazard:
     outage_hours: float = 0.25  # mean time until spot can be had again after a preemption
 
 
-def checkpoint_interval_hours(recipe: Recipe, hours: float) -> float:
+def checkpoint_interval_hours(recipe: Recipe, hours):
+    """Hours of work between checkpoints (``hours``: the job's work hours, a float or an array)."""
     ck = recipe.train.checkpoints
     by_steps = ck.every_steps * hours / recipe.train.steps if ck.every_steps else hours
     by_time = ck.every_minutes / 60 if ck.every_minutes else hours
-    return min(by_steps, by_time, hours)
+    return np.minimum(np.minimum(by_steps, by_time), hours)  # element-wise: hours may be an array
 
 
 def spot_hours(hours: float, interval: float, nodes: int, hazard: Hazard) -> float:

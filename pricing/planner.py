@@ -3,8 +3,10 @@ constraint removed. Pure: the offer table, the recipe and the options come in; a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from spotrain.recipes.schema.resources import parse_accelerator
 from . import accelerators as accel
 from . import estimate
 from .offer import Offer
+from .sources.skypilot import SINGLE_NODE_CLOUDS
 from .table import OfferTable
 
 
@@ -33,7 +36,7 @@ class Options:
 
 @dataclass
 class Plan:
-    candidates: list[Offer]  # ranked, each with its estimate
+    candidates: Ranked  # best first, each with its estimate
     funnel: list[tuple[str, int, int]]  # (constraint, before, after)
     workload: estimate.Workload
     memory_need_gb: float
@@ -88,8 +91,7 @@ def size_problems(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."))
 
 
 def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Options = Options()) -> Plan:
-    res, bud = recipe.resources, recipe.budget
-    nodes = res.num_nodes
+    res = recipe.resources
     known = set(table.labels["accelerator"].tolist()) - {""}
     wanted = resolve_accelerators(res.accelerators, known)
     w = estimate.workload(recipe, base_dir)
@@ -117,6 +119,12 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
     else:
         step("CPU only (resources.accelerators is empty)", table.isin("accelerator", {""}))
     step("clouds", table.glob("cloud", res.clouds, res.exclude_clouds))
+    if res.num_nodes > 1:
+        step(
+            f"multi-node ({res.num_nodes} nodes; SkyPilot launches one node only on "
+            f"{', '.join(sorted(SINGLE_NODE_CLOUDS))})",
+            ~table.isin("cloud", SINGLE_NODE_CLOUDS),
+        )
     step("regions", table.glob("region", res.regions, res.exclude_regions))
     if res.cpus:
         step(f"cpus >= {res.cpus:g}", ~(table["vcpus"] < res.cpus))
@@ -135,83 +143,170 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
         need = need - estimate.CUDA_OVERHEAD_GB + estimate.CPU_RUNTIME_GB
         step(f"memory fit (needs ~{need:.1f} GB RAM)", ~(table["memory_gb"] < need))
 
-    idx = np.flatnonzero(mask)
-    spot_ok = ~np.isnan(table["spot_price"][idx])
-    rows: list[tuple[int, bool]] = []
-    if res.spot is not False:
-        rows += [(int(i), True) for i in idx[spot_ok]]
-    if res.spot is not True:
-        rows += [(int(i), False) for i in idx]
-    before = len(idx) * (2 if res.spot == "auto" else 1)
-    funnel.append((f"purchase option spot={res.spot}", before, len(rows)))
-
-    cands: list[Offer] = []
-    for i, is_spot in rows:
-        c = _candidate(table, i, is_spot, recipe, w, nodes, opts)
-        if c is not None:
-            cands.append(c)
-    if res.max_hourly_price:
-        b = len(cands)
-        cands = [c for c in cands if c.hourly / nodes <= res.max_hourly_price]
-        funnel.append((f"resources.max_hourly_price ${res.max_hourly_price:g}/h per node", b, len(cands)))
-    if bud.max_hourly_price:
-        b = len(cands)
-        cands = [c for c in cands if c.hourly <= bud.max_hourly_price]
-        funnel.append((f"budget.max_hourly_price ${bud.max_hourly_price:g}/h", b, len(cands)))
-
-    best: dict[tuple, Offer] = {}
-    for c in cands:  # cheapest zone per (cloud, region, instance, purchase option)
-        k = (c.cloud, c.region, c.instance, c.spot)
-        if k not in best or (c.cost, c.zone) < (best[k].cost, best[k].zone):
-            best[k] = c
-    ranked = sorted(best.values(), key=lambda c: (c.cost, c.hourly, c.cloud, c.region, c.instance))
+    ranked = _score(table, np.flatnonzero(mask), recipe, w, opts, funnel)
     if not ranked:
         raise PlanError(_explain_empty(funnel))
     notes = [w.note] if w.note else []
     return Plan(ranked, funnel, w, need, len(table), notes)
 
 
-def _candidate(
-    t: OfferTable, i: int, spot: bool, recipe: Recipe, w: estimate.Workload, nodes: int, opts: Options
-) -> Offer | None:
-    name, count = t.text("accelerator", i), float(t["count"][i])
-    vcpus = float(t["vcpus"][i])
-    world = max(1, int(count)) * nodes
-    if name:
-        sp = accel.spec(name)
-        if sp is None:
-            return None
-        chips = accel.tpu_chips(name)[1] if sp.kind == "tpu" else count
-        peak = sp.tflops * 1e12 * chips * nodes
-    else:
-        peak = CPU_FLOPS_PER_VCPU * (vcpus if not np.isnan(vcpus) else 1) * nodes
-    hours = w.total_flops(world, recipe.train.steps) / (peak * opts.mfu) / 3600
-    od_hourly = float(t["price"][i]) * nodes
-    od_cost = od_hourly * hours
-    if spot:
-        hourly = float(t["spot_price"][i]) * nodes
-        wall = estimate.spot_hours(
-            hours, estimate.checkpoint_interval_hours(recipe, hours), nodes, opts.hazard
+class Ranked(Sequence[Offer]):
+    """The planner's ranking, best first: scored as arrays, an ``Offer`` built only for the rows a
+    caller reads (a CPU-only request over every cloud ranks tens of thousands)."""
+
+    def __init__(
+        self,
+        table: OfferTable,
+        rows: np.ndarray,
+        spot: np.ndarray,
+        hourly: np.ndarray,
+        od_hourly: np.ndarray,
+        hours: np.ndarray,
+        od_cost: np.ndarray,
+    ) -> None:
+        self.t, self.rows, self.spot, self.hourly, self.od_hourly, self.hours, self.od_cost = (
+            table,
+            rows,
+            spot,
+            hourly,
+            od_hourly,
+            hours,
+            od_cost,
         )
-    else:
-        hourly, wall = od_hourly, hours
-    return Offer(
-        t.text("cloud", i),
-        t.text("region", i),
-        t.text("zone", i),
-        t.text("instance", i),
-        name,
-        count,
-        vcpus,
-        float(t["memory_gb"][i]),
-        spot,
-        hourly,
-        od_hourly,
-        t.text("source", i),
-        float(t["as_of"][i]),
-        hours=wall,
-        cost=hourly * wall,
-        on_demand_cost=od_cost,
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, k: int) -> Offer: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[Offer]: ...
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self._offer(j) for j in range(len(self))[k]]
+        n = len(self)
+        if not -n <= k < n:
+            raise IndexError(k)
+        return self._offer(k % n)
+
+    def _offer(self, j: int) -> Offer:
+        t, i = self.t, int(self.rows[j])
+        return Offer(
+            t.text("cloud", i),
+            t.text("region", i),
+            t.text("zone", i),
+            t.text("instance", i),
+            t.text("accelerator", i),
+            float(t["count"][i]),
+            float(t["vcpus"][i]),
+            float(t["memory_gb"][i]),
+            bool(self.spot[j]),
+            float(self.hourly[j]),
+            float(self.od_hourly[j]),
+            t.text("source", i),
+            float(t["as_of"][i]),
+            hours=float(self.hours[j]),
+            cost=float(self.hourly[j] * self.hours[j]),
+            on_demand_cost=float(self.od_cost[j]),
+        )
+
+
+def _score(
+    t: OfferTable,
+    idx: np.ndarray,
+    recipe: Recipe,
+    w: estimate.Workload,
+    opts: Options,
+    funnel: list[tuple[str, int, int]],
+) -> Ranked:
+    """Every remaining row priced at each purchase option the recipe allows, as arrays: hours from
+    the FLOPs on the machine's peak × MFU, spot's expected preemption losses added; the cheapest zone
+    per (cloud, region, instance, purchase option); ranked by estimated cost."""
+    res, bud, nodes = recipe.resources, recipe.budget, recipe.resources.num_nodes
+    zkey = t.place_key(idx, zone=True)
+    if len(zkey) > 1 and not np.all(zkey[1:] >= zkey[:-1]):  # a table not built by the catalog
+        o = np.argsort(zkey, kind="stable")
+        idx = idx[o]
+    place = t.place_key(idx)
+
+    labels = t.labels["accelerator"].tolist()
+    lab_peak = np.full(len(labels) + 1, np.nan)  # FLOP/s per device; NaN: no spec, cannot be estimated
+    lab_chips = np.zeros(len(labels) + 1)  # TPU chips in the slice; 0: devices = the row's count
+    lab_acc = np.zeros(len(labels) + 1, bool)
+    for j, a in enumerate(labels):
+        sp = accel.spec(a) if a else None
+        lab_acc[j] = bool(a)
+        if sp is not None:
+            lab_peak[j] = sp.tflops * 1e12
+            lab_chips[j] = accel.tpu_chips(a)[1] if sp.kind == "tpu" else 0.0
+    code = t.codes["accelerator"][idx]
+    count = t["count"][idx].astype(np.float64)
+    vcpus = t["vcpus"][idx].astype(np.float64)
+    devices = np.where(lab_chips[code] > 0, lab_chips[code], count)
+    cpu_peak = CPU_FLOPS_PER_VCPU * np.where(np.isnan(vcpus), 1.0, vcpus)
+    peak = np.where(lab_acc[code], lab_peak[code] * devices, cpu_peak) * nodes
+    world = np.maximum(1.0, np.floor(count)) * nodes
+    hours = w.total_flops(world, recipe.train.steps) / (peak * opts.mfu) / 3600
+    od_hourly = t["price"][idx] * nodes
+    spot_ok = ~np.isnan(t["spot_price"][idx])
+
+    parts = []  # (positions in idx, spot?, $/h, wall hours)
+    if res.spot is not False:
+        sp_at = np.flatnonzero(spot_ok)
+        h = hours[sp_at]
+        wall = estimate.spot_hours(h, estimate.checkpoint_interval_hours(recipe, h), nodes, opts.hazard)
+        parts.append((sp_at, True, t["spot_price"][idx[sp_at]] * nodes, wall))
+    if res.spot is not True:
+        parts.append((np.arange(len(idx)), False, od_hourly, hours))
+    funnel.append(
+        (
+            f"purchase option spot={res.spot}",
+            len(idx) * (2 if res.spot == "auto" else 1),
+            sum(len(p[0]) for p in parts),
+        )
+    )
+    limits = []
+    if res.max_hourly_price:
+        limits.append(
+            (f"resources.max_hourly_price ${res.max_hourly_price:g}/h per node", res.max_hourly_price * nodes)
+        )
+    if bud.max_hourly_price:
+        limits.append((f"budget.max_hourly_price ${bud.max_hourly_price:g}/h", bud.max_hourly_price))
+    for label, most in limits:
+        before = sum(len(p[0]) for p in parts)
+        parts = [(at[hr <= most], spot, hr[hr <= most], wall[hr <= most]) for at, spot, hr, wall in parts]
+        funnel.append((label, before, sum(len(p[0]) for p in parts)))
+
+    # the cheapest zone of each machine: rows are ordered by (cloud, region, instance, zone), so a
+    # machine's zones are one run; its first row at the run's least cost wins (ties: the first zone)
+    at, spot, hourly, wall = [], [], [], []
+    for pos, is_spot, hr, wl in parts:
+        if not len(pos):
+            continue
+        cost = hr * wl
+        pk = place[pos]
+        starts = np.flatnonzero(np.r_[True, pk[1:] != pk[:-1]])
+        least = np.repeat(np.minimum.reduceat(cost, starts), np.diff(np.r_[starts, len(pos)]))
+        first = np.minimum.reduceat(np.where(cost == least, np.arange(len(pos)), len(pos)), starts)
+        at.append(pos[first])
+        spot.append(np.full(len(first), is_spot))
+        hourly.append(hr[first])
+        wall.append(wl[first])
+    if not at:
+        return Ranked(t, *(np.empty(0) for _ in range(6)))
+    at, spot, hourly, wall = (np.concatenate(x) for x in (at, spot, hourly, wall))
+    cost = hourly * wall
+    # ranked by (cost, $/h, cloud, region, instance): by cost, then each run of equal cost by the rest
+    order = np.argsort(cost, kind="stable")
+    c = cost[order]
+    tied = np.r_[False, c[1:] == c[:-1]]
+    if tied.any():
+        run = np.flatnonzero(tied | np.r_[tied[1:], False])  # whole runs, in ascending cost
+        sub = order[run]
+        order[run] = sub[np.lexsort((place[at[sub]], hourly[sub], cost[sub]))]
+    at = at[order]
+    return Ranked(
+        t, idx[at], spot[order], hourly[order], od_hourly[at], wall[order], od_hourly[at] * hours[at]
     )
 
 
@@ -220,6 +315,7 @@ _RELAX = {
     "runtime": "choose GPU accelerators",
     "CPU only": "add resources.accelerators",
     "clouds": "widen resources.clouds / exclude_clouds",
+    "multi-node": "use one node, or allow clouds that launch several (resources.clouds)",
     "regions": "widen resources.regions / exclude_regions",
     "cpus": "lower resources.cpus",
     "memory >=": "lower resources.memory_gb",

@@ -114,6 +114,20 @@ class OfferTable:
         }
         return cls(codes, labels, nums)
 
+    def place_key(self, rows: np.ndarray | None = None, zone: bool = False) -> np.ndarray:
+        """One integer per row's (cloud, region, instance[, zone]) that orders as the text does
+        (labels are kept sorted)."""
+        rows = slice(None) if rows is None else rows
+        key = self.codes["cloud"][rows].astype(np.int64)
+        for k in ("region", "instance") + (("zone",) if zone else ()):
+            key = key * len(self.labels[k]) + self.codes[k][rows]
+        return key
+
+    def sorted(self) -> "OfferTable":
+        """Rows ordered by (cloud, region, instance, zone): each machine's zones are adjacent, so
+        the planner finds a machine's cheapest zone without sorting."""
+        return self.take(np.argsort(self.place_key(zone=True), kind="stable"))
+
     def take(self, idx) -> "OfferTable":
         return OfferTable(
             {k: v[idx] for k, v in self.codes.items()}, self.labels, {k: v[idx] for k, v in self.nums.items()}

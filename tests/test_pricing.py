@@ -145,7 +145,7 @@ def test_plan_constraints_each_remove_what_they_should(fixture_catalog):
     cheap = plan(gpu_recipe(["L4:1"], resources={"max_hourly_price": 0.5}), t)
     assert all(c.hourly <= 0.5 for c in cheap.candidates)
     two = plan(gpu_recipe(["L4:1"], resources={"num_nodes": 2, "spot": False}), t)
-    one = plan(gpu_recipe(["L4:1"], resources={"spot": False}), t)
+    one = plan(gpu_recipe(["L4:1"], resources={"spot": False, "exclude_clouds": ["vast", "runpod"]}), t)
     assert two.candidates[0].hourly == pytest.approx(2 * one.candidates[0].hourly)
     four = plan(gpu_recipe(["L4:4"]), t)
     assert {c.instance for c in four.candidates} == {"g6.12xlarge"}
@@ -312,3 +312,114 @@ def test_concurrent_cache_rebuilds_do_not_collide(fixture_catalog):
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert len({o.strip() for o, _ in outs}) == 1
     assert catalog.load().cached
+
+
+def _reference_ranking(recipe: Recipe, t: OfferTable) -> list[tuple]:
+    """The planner's scoring written row by row (as it was before it was vectorised): every row at
+    each purchase option, the cheapest zone per machine (ties: the first zone), ranked by
+    (cost, $/h, cloud, region, instance)."""
+    nodes, steps = recipe.resources.num_nodes, recipe.train.steps
+    w = estimate.workload(recipe, Path("."))
+    wanted = {(a.split(":")[0], float(a.split(":")[1])) for a in recipe.resources.accelerators} or {("", 0.0)}
+    best: dict[tuple, tuple] = {}
+    for i in range(len(t)):
+        name, count, vcpus = t.text("accelerator", i), float(t["count"][i]), float(t["vcpus"][i])
+        if (name, count) not in wanted:
+            continue  # the request's accelerators (or CPU only); nothing else here filters
+        if name:
+            sp = accel.spec(name)
+            chips = accel.tpu_chips(name)[1] if sp.kind == "tpu" else count
+            peak = sp.tflops * 1e12 * chips * nodes
+        else:
+            peak = 50e9 * (vcpus if not math.isnan(vcpus) else 1) * nodes
+        hours = w.total_flops(max(1, int(count)) * nodes, steps) / (peak * estimate.DEFAULT_MFU) / 3600
+        for spot in (True, False):
+            price = float(t["spot_price"][i] if spot else t["price"][i])
+            if math.isnan(price):
+                continue
+            wall = hours
+            if spot:
+                wall = estimate.spot_hours(
+                    hours, estimate.checkpoint_interval_hours(recipe, hours), nodes, estimate.Hazard()
+                )
+            hourly = price * nodes
+            row = (
+                hourly * wall,
+                hourly,
+                t.text("cloud", i),
+                t.text("region", i),
+                t.text("instance", i),
+                spot,
+                t.text("zone", i),
+            )
+            k = (row[2], row[3], row[4], spot)
+            if k not in best or (row[0], row[6]) < (best[k][0], best[k][6]):
+                best[k] = row
+    return sorted(best.values())
+
+
+@pytest.mark.parametrize("accs", [[], ["L4:1", "T4:1", "A100:8"]])
+def test_vectorised_scoring_equals_the_row_by_row_reference(accs):
+    """Many zones per machine at tied and untied prices, rows in no particular order (the fallback
+    path) and sorted as the catalog stores them: the same offers, estimates and order."""
+    import random
+
+    rnd = random.Random(7)
+    rows = []
+    for cloud in ("aws", "gcp", "azure"):
+        for region in ("r1", "r2", "r3"):
+            for inst, acc, count, vcpus in [
+                ("m.small", "", 0.0, 2.0),
+                ("m.big", "", 0.0, 16.0),
+                ("g.l4", "L4", 1.0, 8.0),
+                ("g.t4", "T4", 1.0, 4.0),
+                ("g.a100", "A100", 8.0, 96.0),
+            ]:
+                for zone in ("a", "b", "c"):
+                    price = rnd.choice([1.0, 1.5, 2.0])
+                    spot = rnd.choice([float("nan"), price / 3, price / 2])
+                    rows.append(
+                        (
+                            cloud,
+                            region,
+                            f"{region}{zone}",
+                            inst,
+                            acc,
+                            count,
+                            vcpus,
+                            64.0,
+                            price,
+                            spot,
+                            "t",
+                            0.0,
+                        )
+                    )
+    rnd.shuffle(rows)
+    r = gpu_recipe(accs) if accs else Recipe.model_validate(tiny_recipe())
+    for t in (OfferTable.from_rows(rows), OfferTable.from_rows(rows).sorted()):
+        got = [
+            (c.cost, c.hourly, c.cloud, c.region, c.instance, c.spot, c.zone) for c in plan(r, t).candidates
+        ]
+        want = _reference_ranking(r, t)
+        assert len(got) == len(want) > 10
+        for g, x in zip(got, want):
+            assert g[1:] == x[1:] and g[0] == pytest.approx(x[0], rel=1e-12)
+
+
+def test_multi_node_offers_only_on_clouds_skypilot_launches_several_nodes_on():
+    """SkyPilot cannot launch two nodes on Vast or RunPod (MULTI_NODE unsupported there): a
+    2-node request skips them even when they are the cheapest, and says why when nothing is left."""
+    rows = [
+        (cloud, "r1", "", f"{cloud}-8xh100", "H100", 8.0, 64.0, 512.0, price, float("nan"), "t", 0.0)
+        for cloud, price in (("vast", 15.0), ("runpod", 18.0), ("aws", 55.0))
+    ]
+    t = OfferTable.from_rows(rows).sorted()
+    one = plan(gpu_recipe(["H100:8"], resources={"spot": False}), t)
+    assert one.candidates[0].cloud == "vast"
+    two = plan(gpu_recipe(["H100:8"], resources={"spot": False, "num_nodes": 2}), t)
+    assert [c.cloud for c in two.candidates] == ["aws"] and two.candidates[0].hourly == 110.0
+    assert ("multi-node (2 nodes; SkyPilot launches one node only on runpod, vast)", 3, 1) in two.funnel
+    with pytest.raises(PlanError, match="multi-node .* removed the last 2 candidate.* use one node"):
+        plan(
+            gpu_recipe(["H100:8"], resources={"spot": False, "num_nodes": 2, "clouds": ["vast", "runpod"]}), t
+        )

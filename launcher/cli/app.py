@@ -5,6 +5,7 @@ Errors a user can fix print one line and exit non-zero; tracebacks only with SPO
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -13,46 +14,45 @@ import click
 from spotrain import __version__
 from spotrain.errors import SpotrainError
 
-from . import (
-    catalog_cmd,
-    gpus_cmd,
-    jobs_cmd,
-    launch_cmd,
-    plan_cmd,
-    recipe_cmd,
-    run_cmd,
-    schedule_cmd,
-    simulate_cmd,
-    tui_cmd,
-)
+# command → "module:attribute"; a command's module (and what it imports: torch, numpy, pydantic,
+# SkyPilot's bridge...) is imported only when that command runs, so `spotrain plan` pays for the
+# planner and not for the trainer
+COMMANDS = {
+    "recipe": "recipe_cmd:recipe",
+    "run": "run_cmd:run",
+    "plan": "plan_cmd:plan",
+    "gpus": "gpus_cmd:gpus",
+    "catalog": "catalog_cmd:catalog",
+    "launch": "launch_cmd:launch",
+    "simulate": "simulate_cmd:simulate",
+    "tui": "tui_cmd:tui",
+    "schedule": "schedule_cmd:schedule",
+    "scheduler": "schedule_cmd:scheduler",
+    "status": "jobs_cmd:status",
+    "logs": "jobs_cmd:logs",
+    "cancel": "jobs_cmd:cancel",
+    "preempt": "jobs_cmd:preempt",
+    "events": "jobs_cmd:events",
+    "cost": "jobs_cmd:cost",
+    "controller": "jobs_cmd:controller",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="spotrain")
 def cli() -> None:
     """Train language models on the cheapest spot capacity without losing work or overspending."""
-
-
-cli.add_command(recipe_cmd.recipe)
-cli.add_command(run_cmd.run)
-cli.add_command(plan_cmd.plan)
-cli.add_command(gpus_cmd.gpus)
-cli.add_command(catalog_cmd.catalog)
-cli.add_command(launch_cmd.launch)
-cli.add_command(simulate_cmd.simulate)
-cli.add_command(tui_cmd.tui)
-cli.add_command(schedule_cmd.schedule)
-cli.add_command(schedule_cmd.scheduler)
-for _cmd in (
-    jobs_cmd.status,
-    jobs_cmd.logs,
-    jobs_cmd.cancel,
-    jobs_cmd.preempt,
-    jobs_cmd.events,
-    jobs_cmd.cost,
-    jobs_cmd.controller,
-):
-    cli.add_command(_cmd)
 
 
 def debug_enabled() -> bool:

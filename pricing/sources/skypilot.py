@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLOUDS = ("aws", "gcp", "azure", "lambda", "runpod", "vast", "nebius")
+# Clouds SkyPilot 0.14.1 cannot launch more than one node on: their classes list
+# CloudImplementationFeatures.MULTI_NODE in _CLOUD_UNSUPPORTED_FEATURES (sky/clouds/runpod.py:30,
+# sky/clouds/vast.py:29).
+SINGLE_NODE_CLOUDS = frozenset({"runpod", "vast"})
 
 # GPU -> count -> host instance types that GPU must run on (GCP).
 GCP_DEDICATED_HOSTS: dict[str, dict[int, tuple[str, ...]]] = {

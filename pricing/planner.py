@@ -17,7 +17,7 @@ from spotrain.recipes.schema.resources import parse_accelerator
 from . import accelerators as accel
 from . import estimate
 from .offer import Offer
-from .sources.skypilot import SINGLE_NODE_CLOUDS
+from .sources.skypilot import GCP_N1_FAMILIES, GCP_N1_VCPUS, SINGLE_NODE_CLOUDS
 from .table import OfferTable
 
 
@@ -90,6 +90,22 @@ def size_problems(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."))
     ]
 
 
+def _gcp_n1_default_size(table: OfferTable, wanted: list[tuple[str, int]], cpus: float | None, step) -> None:
+    """A GPU on a GCP N1 host gets SkyPilot's host size unless the request sets its own: at least
+    the default vCPUs for that GPU count (or ``resources.cpus``) and 4 GiB per vCPU
+    (``get_instance_type_for_accelerator``, sky/catalog/gcp_catalog.py:340)."""
+    n1 = table.isin("cloud", {"gcp"}) & table.match("instance", lambda i: i.startswith(GCP_N1_FAMILIES))
+    if not n1.any():
+        return
+    floor = np.zeros(len(table))
+    for name, count in wanted:
+        default = GCP_N1_VCPUS.get(name, GCP_N1_VCPUS["DEFAULT"]).get(count, 0)
+        floor[n1 & table.isin("accelerator", {name}) & (table["count"] == count)] = cpus or default
+    ok = ~n1 | ((table["vcpus"] >= floor) & (table["memory_gb"] >= 4 * floor))
+    what = f"{cpus:g} vCPUs" if cpus else "its default vCPUs per GPU"
+    step(f"GCP N1 host size ({what}, 4 GiB per vCPU, as SkyPilot)", ok)
+
+
 def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Options = Options()) -> Plan:
     res = recipe.resources
     known = set(table.labels["accelerator"].tolist()) - {""}
@@ -130,6 +146,8 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
         step(f"cpus >= {res.cpus:g}", ~(table["vcpus"] < res.cpus))
     if res.memory_gb:
         step(f"memory >= {res.memory_gb:g} GiB", ~(table["memory_gb"] < res.memory_gb))
+    if wanted and res.memory_gb is None:
+        _gcp_n1_default_size(table, wanted, res.cpus, step)
     if wanted:
         dev_mem = table.labels["accelerator"]
         per_label = np.array(
@@ -319,6 +337,7 @@ _RELAX = {
     "regions": "widen resources.regions / exclude_regions",
     "cpus": "lower resources.cpus",
     "memory >=": "lower resources.memory_gb",
+    "GCP N1 host size": "set resources.cpus / memory_gb, or allow other clouds",
     "memory fit": "use a larger-memory accelerator or machine, or lower train.batch_size / data.seq_len "
     "/ the model size",
     "purchase option": "set resources.spot to auto or false",

@@ -63,20 +63,53 @@ def test_skypilot_reader_columns_artefacts_and_bad_rows():
     assert any(w.endswith("vms.csv:5: Price 0.0 is not positive — row skipped") for w in res.warnings)
 
 
-def test_gcp_gpus_are_priced_with_their_host_vm():
+def test_gcp_gpus_are_priced_with_every_host_they_attach_to(tmp_path):
+    """A GCP GPU row is paired with every host of its zone it can be attached to (the planner then
+    applies the request's cpus/memory, or SkyPilot's default N1 size); a host the catalog prices at
+    0.0 because its GPUs carry the price (a4-highgpu-8g + B200) still makes an offer."""
     rows = {(r[3], r[4]): r for r in offers(FIXTURE, "gcp")}
     a100 = rows[("a2-highgpu-1g", "A100")]
     assert a100[8] == pytest.approx(1.0 + 2.67) and a100[9] == pytest.approx(0.4 + 1.1)
-    # T4 goes on the cheapest N1 with 4 vCPUs and >= 16 GiB: n1-highmem-4 (n1-standard-4 has 15 GiB)
-    t4 = rows[("n1-highmem-4", "T4")]
-    assert t4[8] == pytest.approx(0.24 + 0.35)
-    # L4 needs a G2 host: the cheapest for one L4 is g2-standard-4; no G2 in europe-west4 -> no offer
-    l4 = [r for r in offers(FIXTURE, "gcp") if r[4] == "L4"]
-    assert [(r[3], r[2]) for r in l4] == [("g2-standard-4", "us-central1-a")]
-    assert l4[0][8] == pytest.approx(0.7)
-    tpu = rows[("TPU-VM", "tpu-v4-8")]
-    assert tpu[8] == 12.88
+    t4 = sorted(r[3] for r in offers(FIXTURE, "gcp") if r[4] == "T4")
+    assert t4 == ["n1-highmem-4", "n1-highmem-8", "n1-standard-4"]  # every N1 within T4:1's 48 vCPU / 312 GiB
+    assert rows[("n1-highmem-4", "T4")][8] == pytest.approx(0.24 + 0.35)
+    # L4 needs a G2 host: both in us-central1-a; none in europe-west4 -> no offer there
+    l4 = sorted((r[3], r[2], r[8]) for r in offers(FIXTURE, "gcp") if r[4] == "L4")
+    assert l4 == [
+        ("g2-standard-4", "us-central1-a", pytest.approx(0.7)),
+        ("g2-standard-8", "us-central1-a", pytest.approx(0.8)),
+    ]
+    assert rows[("TPU-VM", "tpu-v4-8")][8] == 12.88
     assert rows[("e2-micro", "")][4] == ""  # CPU-only offers keep their VM price
+    # the planner picks the host: SkyPilot's default for T4:1 (4 vCPUs, 16 GiB) unless the request says
+    t = OfferTable.from_rows(offers(FIXTURE, "gcp")).sorted()
+    gcp = {"spot": False, "clouds": ["gcp"]}
+    assert plan(gpu_recipe(["T4:1"], resources=gcp), t).candidates[0].instance == "n1-highmem-4"
+    assert (
+        plan(gpu_recipe(["T4:1"], resources={**gcp, "cpus": 8}), t).candidates[0].instance == "n1-highmem-8"
+    )
+    assert (
+        plan(gpu_recipe(["T4:1"], resources={**gcp, "memory_gb": 8}), t).candidates[0].instance
+        == "n1-standard-4"
+    )
+    assert plan(gpu_recipe(["L4:1"], resources=gcp), t).candidates[0].instance == "g2-standard-4"
+    assert (
+        plan(gpu_recipe(["L4:1"], resources={**gcp, "memory_gb": 32}), t).candidates[0].instance
+        == "g2-standard-8"
+    )
+    # zero-priced GPU-only host
+    d = tmp_path / "gcp"
+    d.mkdir()
+    (d / "vms.csv").write_text(
+        (FIXTURE / "gcp" / "vms.csv").read_text()
+        + "a4-highgpu-8g,224.0,3968.0,,,,europe-west4,europe-west4-b,0.0,0.0\n"
+        + ",,,B200,8,,europe-west4,europe-west4-b,90.216,34.0736\n"
+    )
+    res = skypilot.read_cloud(d / "vms.csv", "gcp", 0.0)
+    b200 = [r for r in res.rows if r[4] == "B200"]
+    assert [(r[3], r[8], r[9]) for r in b200] == [("a4-highgpu-8g", 90.216, 34.0736)]
+    assert not [r for r in res.rows if r[3] == "a4-highgpu-8g" and r[4] == ""]  # not sold on its own
+    assert not [w for w in res.warnings if "a4-highgpu" in w]
 
 
 @pytest.mark.parametrize(

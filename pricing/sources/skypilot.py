@@ -1,11 +1,12 @@
 """Read SkyPilot price catalogs (schema v8, ``<cloud>/vms.csv``) into offer rows.
 
 Columns are found by header name (their order differs per cloud). GCP lists GPUs as rows
-with no instance type, priced on top of a host VM: a GCP GPU offer is paired with the
-cheapest valid host in the same zone — the A2/A3/A4/G2 family that GPU requires, or for
-other GPUs the cheapest N1 with the default vCPUs per GPU count and ≥ 4 GiB per vCPU (the
-rule SkyPilot applies). TPU rows carry their whole price. Catalog artefacts are not taken at
-face value: a spot price ≤ 0 (Vast) or ≥ the on-demand price means "no spot offer".
+with no instance type, priced on top of a host VM: a GCP GPU offer is made with every host in
+the same zone it can be attached to — the A2/A3/A4/G2 types that GPU requires, or for other
+GPUs the N1 types within its vCPU and memory maximum — so a request's cpus/memory choose among
+them (and without either, the planner applies SkyPilot's default N1 size). TPU rows carry
+their whole price. Catalog artefacts are not taken at face value: a spot price ≤ 0 (Vast) or
+≥ the on-demand price means "no spot offer".
 """
 
 from __future__ import annotations
@@ -47,7 +48,20 @@ GCP_DEDICATED_HOSTS: dict[str, dict[int, tuple[str, ...]]] = {
     "H200": {8: ("a3-ultragpu-8g",)},
     "B200": {8: ("a4-highgpu-8g",)},
 }
-# Default host vCPUs per GPU count for N1-hosted GPUs (GCP).
+# Hosts sold only with their GPUs: the catalog prices them 0.0 and puts the price on the GPU row.
+GCP_GPU_ONLY_HOSTS = frozenset({"a4-highgpu-8g"})
+GCP_N1_FAMILIES = ("n1-standard-", "n1-highmem-", "n1-highcpu-")
+# The most vCPUs and GiB an N1 host of GPU -> count may have (SkyPilot's
+# _NUM_ACC_TO_MAX_CPU_AND_MEMORY, sky/catalog/gcp_catalog.py:194).
+GCP_N1_MAX: dict[str, dict[int, tuple[int, int]]] = {
+    "K80": {1: (8, 52), 2: (16, 104), 4: (32, 208), 8: (64, 208)},
+    "V100": {1: (12, 78), 2: (24, 156), 4: (48, 312), 8: (96, 624)},
+    "T4": {1: (48, 312), 2: (48, 312), 4: (96, 624)},
+    "P4": {1: (24, 156), 2: (48, 312), 4: (96, 624)},
+    "P100": {1: (16, 104), 2: (32, 208), 4: (96, 624)},
+}
+# Default host vCPUs per GPU count for N1-hosted GPUs (GCP); memory defaults to 4 GiB per vCPU
+# (SkyPilot's _NUM_ACC_TO_NUM_CPU and _DEFAULT_GPU_MEMORY_CPU_RATIO, gcp_catalog.py:152 and :81).
 GCP_N1_VCPUS: dict[str, dict[int, int]] = {
     "K80": {1: 4, 2: 8, 4: 16, 8: 32, 16: 64},
     "V100": {1: 8, 2: 16, 4: 32, 8: 64},
@@ -116,15 +130,19 @@ def read_cloud(path: Path, cloud: str, as_of: float, source: str = "skypilot") -
             if math.isnan(price):
                 out.skipped_unpriced += 1
                 continue
-            if price <= 0:
-                out.warnings.append(f"{where}: Price {price} is not positive — row skipped")
-                continue
             inst, acc, region, zone = (
                 get(r, "InstanceType"),
                 get(r, "AcceleratorName"),
                 get(r, "Region"),
                 get(r, "AvailabilityZone"),
             )
+            if price == 0 and cloud == "gcp" and inst in GCP_GPU_ONLY_HOSTS:
+                # a host sold only with its GPUs (a4-highgpu-8g): the GPU row carries the whole price
+                gcp_hosts.setdefault(zone, []).append((inst, vcpus, mem, 0.0, 0.0, region))
+                continue
+            if price <= 0:
+                out.warnings.append(f"{where}: Price {price} is not positive — row skipped")
+                continue
             if cloud == "gcp":
                 if inst:
                     gcp_hosts.setdefault(zone, []).append((inst, vcpus, mem, price, spot, region))
@@ -152,22 +170,18 @@ def read_cloud(path: Path, cloud: str, as_of: float, source: str = "skypilot") -
     return out
 
 
-def _gcp_host(hosts: list[tuple], acc: str, count: int) -> tuple | None:
+def _gcp_hosts(hosts: list[tuple], acc: str, count: int) -> list[tuple]:
+    """Every host in the zone ``acc``:``count`` can be attached to, as SkyPilot's GCP catalog
+    allows it (``check_accelerator_attachable_to_host``): the A2/A3/A4/G2 types that GPU needs, or
+    for the other GPUs any N1 within the vCPU and memory maximum for that count. Which of them a
+    request may use (its cpus/memory, or SkyPilot's default host size) is the planner's filter."""
     if acc in GCP_DEDICATED_HOSTS:
         allowed = GCP_DEDICATED_HOSTS[acc].get(count, ())
-        cands = [h for h in hosts if h[0] in allowed]
-    else:
-        cpus = GCP_N1_VCPUS.get(acc, GCP_N1_VCPUS["DEFAULT"]).get(count)
-        if cpus is None:
-            return None
-        cands = [
-            h
-            for h in hosts
-            if h[0].startswith(("n1-standard-", "n1-highmem-", "n1-highcpu-"))
-            and h[1] >= cpus
-            and h[2] >= 4 * cpus
-        ]
-    return min(cands, key=lambda h: (h[3], h[0])) if cands else None
+        return [h for h in hosts if h[0] in allowed]
+    if count not in GCP_N1_VCPUS.get(acc, GCP_N1_VCPUS["DEFAULT"]):
+        return []
+    most_cpus, most_mem = GCP_N1_MAX.get(acc, {}).get(count, (math.inf, math.inf))
+    return [h for h in hosts if h[0].startswith(GCP_N1_FAMILIES) and h[1] <= most_cpus and h[2] <= most_mem]
 
 
 def _pair_gcp(
@@ -175,9 +189,10 @@ def _pair_gcp(
 ) -> None:
     for zone, zone_hosts in hosts.items():  # CPU-only offers
         for inst, vcpus, mem, price, spot, region in zone_hosts:
-            out.rows.append(
-                ("gcp", region, zone, inst, "", 0.0, vcpus, mem, price, _spot(spot, price), source, as_of)
-            )
+            if price > 0:
+                out.rows.append(
+                    ("gcp", region, zone, inst, "", 0.0, vcpus, mem, price, _spot(spot, price), source, as_of)
+                )
     for acc, count, region, zone, price, spot in accels:
         if acc.lower().startswith("tpu-"):
             out.rows.append(
@@ -197,25 +212,22 @@ def _pair_gcp(
                 )
             )
             continue
-        host = _gcp_host(hosts.get(zone, []), acc, int(count))
-        if host is None:
-            continue
-        inst, vcpus, mem, hprice, hspot, _ = host
-        total = hprice + price
-        total_spot = hspot + spot if not (math.isnan(hspot) or math.isnan(spot)) else math.nan
-        out.rows.append(
-            (
-                "gcp",
-                region,
-                zone,
-                inst,
-                acc,
-                count,
-                vcpus,
-                mem,
-                total,
-                _spot(total_spot, total),
-                source,
-                as_of,
+        for inst, vcpus, mem, hprice, hspot, _ in _gcp_hosts(hosts.get(zone, []), acc, int(count)):
+            total = hprice + price
+            total_spot = hspot + spot if not (math.isnan(hspot) or math.isnan(spot)) else math.nan
+            out.rows.append(
+                (
+                    "gcp",
+                    region,
+                    zone,
+                    inst,
+                    acc,
+                    count,
+                    vcpus,
+                    mem,
+                    total,
+                    _spot(total_spot, total),
+                    source,
+                    as_of,
+                )
             )
-        )

@@ -120,19 +120,26 @@ def resolve_values(values: Mapping[str, str | None], environ: Mapping[str, str],
     return out
 
 
-def _resources(offer: Offer, recipe: Recipe, spot: bool | None = None) -> dict:
+def _resources(offer: Offer, recipe: Recipe, zone_names: Mapping[str, str] | None = None) -> dict:
     cloud = offer.cloud.lower()
     if cloud not in _SKY_CLOUDS:
         raise CompileError(
             f"offer {cloud}/{offer.region}/{offer.instance}: SkyPilot cannot launch on cloud {cloud!r} "
             f"— use the local backend for it, or restrict resources.clouds to SkyPilot clouds"
         )
+    zone = offer.zone
+    if cloud == "aws":
+        # AWS catalogs hold zone IDs (use1-az1); SkyPilot, given credentials, names zones by this
+        # account's zone names (sky/catalog/aws_catalog.py: _fetch_and_apply_az_mapping). A spot
+        # offer's zone is where its price was seen: pinned, by name, when the name is known. An
+        # on-demand price is the region's: SkyPilot picks the zone.
+        zone = (zone_names or {}).get(zone, "") if offer.spot else ""
     infra = cloud
     if offer.region:
         infra += f"/{offer.region}"
-        if offer.zone:
-            infra += f"/{offer.zone}"
-    res: dict = {"infra": infra, "use_spot": bool(offer.spot if spot is None else spot)}
+        if zone:
+            infra += f"/{zone}"
+    res: dict = {"infra": infra, "use_spot": bool(offer.spot)}
     if cloud in _CARVED:
         if offer.vcpus:
             res["cpus"] = f"{offer.vcpus:g}"
@@ -238,6 +245,7 @@ def compile_task(
     secrets: Mapping[str, str] | None = None,
     mode: str = "spotrain",
     ordered: bool = False,
+    zone_names: Mapping[str, str] | None = None,
 ) -> Compiled:
     """The SkyPilot task for ``recipe`` on ``offers`` (best first).
 
@@ -259,9 +267,9 @@ def compile_task(
                 "gs://… (an absolute path works only on a Slurm cluster's shared filesystem)"
             )
     if mode == "spotrain":
-        resources: dict = _resources(offers[0], recipe)
+        resources: dict = _resources(offers[0], recipe, zone_names)
     else:
-        opts = [_resources(o, recipe) for o in offers]
+        opts = [_resources(o, recipe, zone_names) for o in offers]
         uniq = []
         for r in opts:
             if r not in uniq:

@@ -157,6 +157,54 @@ def test_live_aws_spot_prices_from_moto_override_the_catalog(env, moto_endpoint)
     assert live_src["rows"] >= 3  # catalog rows overridden
 
 
+def test_aws_zone_names_come_from_the_account(moto_endpoint, monkeypatch):
+    """Zone ID → this account's zone name, from describe_availability_zones (moto here): what a
+    SkyPilot task pins an AWS spot offer to; unreachable → one line, and launch warns instead."""
+    from spotrain.launcher.backends.skypilot import aws_zone_names
+    from spotrain.pricing.offer import Offer
+    from spotrain.pricing.sources import aws_live
+
+    for k, v in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(k, v)
+    names = aws_live.zone_names(["us-east-1"])
+    assert names and all(k.startswith("use1-az") and v.startswith("us-east-1") for k, v in names.items())
+    spot = Offer(
+        "aws",
+        "us-east-1",
+        "use1-az1",
+        "g6.xlarge",
+        "L4",
+        1,
+        4,
+        16,
+        spot=True,
+        hourly=0.3,
+        on_demand_hourly=0.8,
+    )
+    od = Offer(
+        "aws",
+        "us-west-2",
+        "usw2-az1",
+        "g6.xlarge",
+        "L4",
+        1,
+        4,
+        16,
+        spot=False,
+        hourly=0.8,
+        on_demand_hourly=0.8,
+    )
+    assert aws_zone_names([spot, od]) == (names, [])  # on-demand regions are not even asked
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    got, warnings = aws_zone_names([spot])
+    assert got == {} and len(warnings) == 1 and "not pinned to their zone" in warnings[0]
+    assert "testing" not in warnings[0]
+
+
 def test_live_prices_unreachable_warn_and_fall_back(env):
     aws = {
         **env,

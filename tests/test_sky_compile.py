@@ -82,7 +82,7 @@ def test_one_attempt_targets_exactly_the_chosen_offer():
     c = _compile([L4_SPOT, A10_OD]).config
     res = c["resources"]
     assert res == {
-        "infra": "aws/us-east-1/use1-az1",
+        "infra": "aws/us-east-1",  # no zone name known for use1-az1: SkyPilot picks the zone
         "use_spot": True,
         "instance_type": "g6.xlarge",
         "disk_size": 200,
@@ -106,13 +106,34 @@ def test_one_attempt_targets_exactly_the_chosen_offer():
 
 
 def test_managed_job_pools_offers_as_any_of_or_ordered_with_one_recovery_policy():
-    c = _compile([L4_SPOT, A10_OD, L4_SPOT], mode="skypilot").config
+    c = _compile([L4_SPOT, A10_OD, L4_SPOT], mode="skypilot", zone_names=NAMES).config
     any_of = c["resources"]["any_of"]
-    assert [r["infra"] for r in any_of] == ["aws/us-east-1/use1-az1", "gcp/us-central1"]  # duplicates folded
+    assert [r["infra"] for r in any_of] == [
+        "aws/us-east-1/us-east-1b",
+        "gcp/us-central1",
+    ]  # duplicates folded
     assert [r["use_spot"] for r in any_of] == [True, False]
     assert c["resources"]["job_recovery"] == {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 0}
     ordered = _compile([A10_OD, L4_SPOT], mode="skypilot", ordered=True).config["resources"]
-    assert [r["infra"] for r in ordered["ordered"]] == ["gcp/us-central1", "aws/us-east-1/use1-az1"]
+    assert [r["infra"] for r in ordered["ordered"]] == ["gcp/us-central1", "aws/us-east-1"]
+
+
+NAMES = {"use1-az1": "us-east-1b", "use1-az2": "us-east-1c"}
+
+
+def test_aws_zones_are_pinned_only_for_spot_and_by_this_accounts_zone_name():
+    """The catalog's AWS zones are zone IDs; SkyPilot (with credentials) knows zones by name. A spot
+    offer is pinned to its zone's name; an on-demand one never (its price is the region's); an
+    unknown ID is not pinned. Other clouds' zones are names already and stay."""
+    from dataclasses import replace
+
+    od = replace(L4_SPOT, spot=False, hourly=0.8)
+    gcp_zone = replace(A10_OD, zone="us-central1-a")
+    infra = lambda o: _compile([o], zone_names=NAMES).config["resources"]["infra"]  # noqa: E731
+    assert infra(L4_SPOT) == "aws/us-east-1/us-east-1b"
+    assert infra(od) == "aws/us-east-1"
+    assert infra(replace(L4_SPOT, zone="use1-az9")) == "aws/us-east-1"
+    assert infra(gcp_zone) == "gcp/us-central1/us-central1-a"
 
 
 def test_slurm_offers_are_carved_by_cpus_and_memory():

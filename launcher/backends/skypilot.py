@@ -267,6 +267,7 @@ class SkyBackend(Backend):
             env={**spec.get("env", {}), **env},
             secrets=secrets,
             mode="skypilot" if managed else "spotrain",
+            zone_names=spec.get("zone_names"),
         )
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "attempt.log").touch()
@@ -580,6 +581,8 @@ def prepare(loaded, offers: list[Offer], *, dry_run: bool) -> Prepared:
     )
     source = node_source()
     chosen = offers if mode == "skypilot" else offers[:1]
+    # every AWS spot offer an attempt may use (the controller picks later ones at run time)
+    zones, warnings = ({}, []) if dry_run else aws_zone_names(offers)
     compiled = compile_task(
         r,
         node_recipe_text(loaded),
@@ -591,13 +594,30 @@ def prepare(loaded, offers: list[Offer], *, dry_run: bool) -> Prepared:
         env=env,
         secrets=secrets,
         mode=mode,
+        zone_names=zones,
     )
     return Prepared(
         compiled,
-        {"source": source.__dict__, "env": env, "secrets": secrets, "mode": mode},
+        {"source": source.__dict__, "env": env, "secrets": secrets, "mode": mode, "zone_names": zones},
         chosen,
-        list(compiled.warnings),
+        warnings + list(compiled.warnings),
     )
+
+
+def aws_zone_names(offers: list[Offer]) -> tuple[dict[str, str], list[str]]:
+    """This account's zone name for the zone ID of each AWS spot offer (pinned in the task), and a
+    warning when they cannot be had (the task then names the region and SkyPilot picks the zone)."""
+    regions = sorted({o.region for o in offers if o.cloud.lower() == "aws" and o.spot and o.zone})
+    if not regions:
+        return {}, []
+    from spotrain.pricing.sources import aws_live
+
+    try:
+        return aws_live.zone_names(regions), []
+    except (aws_live.LivePriceError, ImportError) as exc:
+        return {}, [
+            f"AWS spot offers are not pinned to their zone ({exc}); SkyPilot picks the zone in the region"
+        ]
 
 
 def preflight(prepared: Prepared) -> None:

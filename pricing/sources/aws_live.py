@@ -82,3 +82,27 @@ def fetch(regions: list[str], instance_types: list[str], now: float | None = Non
                 f"AWS {region}: cannot reach the EC2 API ({type(exc).__name__}) — offline? use --no-live"
             ) from None
     return list(quotes.values())
+
+
+def zone_names(regions: list[str]) -> dict[str, str]:
+    """This account's zone name for each zone ID of ``regions`` (``use1-az1`` → ``us-east-1b``):
+    AWS maps IDs to names per account, and SkyPilot — given credentials — names zones by name."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    cfg = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=15)
+    out: dict[str, str] = {}
+    session = boto3.Session()
+    for region in regions:
+        try:
+            zones = session.client("ec2", region_name=region, config=cfg).describe_availability_zones()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise LivePriceError(
+                f"AWS {region}: {code or 'error'} listing zones with credentials from '{credential_source()}'"
+            ) from None
+        except BotoCoreError as exc:
+            raise LivePriceError(f"AWS {region}: cannot reach the EC2 API ({type(exc).__name__})") from None
+        out.update({z["ZoneId"]: z["ZoneName"] for z in zones["AvailabilityZones"]})
+    return out

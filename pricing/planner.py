@@ -65,7 +65,7 @@ def size_problems(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."))
     accelerator recipes, RAM for CPU-only ones). As (field path, message) pairs, like the schema's."""
     w = estimate.workload(recipe, base_dir)
     need = estimate.memory_need_gb(w, recipe)
-    if recipe.resources.accelerators:
+    if recipe.resources.accelerators or recipe.resources.ordered:
         mems = [
             (accel.spec(a).memory_gb, a) for a in table.labels["accelerator"].tolist() if a and accel.spec(a)
         ]
@@ -107,6 +107,28 @@ def _gcp_n1_default_size(table: OfferTable, wanted: list[tuple[str, int]], cpus:
 
 
 def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Options = Options()) -> Plan:
+    """The offers for ``recipe``, best first. With ``resources.ordered`` the first accelerator
+    entry that has any offer is planned (as SkyPilot's ``ordered``); the skipped ones are noted."""
+    if not recipe.resources.ordered:
+        return _plan(recipe, table, base_dir, opts)
+    skipped = []
+    for entry in recipe.resources.ordered:
+        one = recipe.model_copy(
+            update={"resources": recipe.resources.model_copy(update={"accelerators": [entry], "ordered": []})}
+        )
+        try:
+            p = _plan(one, table, base_dir, opts)
+        except PlanError as exc:
+            skipped.append(f"{entry}: {exc}")
+            continue
+        p.notes[:0] = [f"resources.ordered: {entry} is the first with an offer"] + [
+            f"resources.ordered skipped {s}" for s in skipped
+        ]
+        return p
+    raise PlanError("no entry of resources.ordered has an offer — " + "; ".join(skipped))
+
+
+def _plan(recipe: Recipe, table: OfferTable, base_dir: Path, opts: Options) -> Plan:
     res = recipe.resources
     known = set(table.labels["accelerator"].tolist()) - {""}
     wanted = resolve_accelerators(res.accelerators, known)
@@ -142,6 +164,8 @@ def plan(recipe: Recipe, table: OfferTable, base_dir: Path = Path("."), opts: Op
             ~table.isin("cloud", SINGLE_NODE_CLOUDS),
         )
     step("regions", table.glob("region", res.regions, res.exclude_regions))
+    if res.zones:
+        step("zones", table.glob("zone", res.zones, []))
     if res.cpus:
         step(f"cpus >= {res.cpus:g}", ~(table["vcpus"] < res.cpus))
     if res.memory_gb:
@@ -335,6 +359,7 @@ _RELAX = {
     "clouds": "widen resources.clouds / exclude_clouds",
     "multi-node": "use one node, or allow clouds that launch several (resources.clouds)",
     "regions": "widen resources.regions / exclude_regions",
+    "zones": "widen resources.zones (AWS zones are zone IDs such as use1-az1)",
     "cpus": "lower resources.cpus",
     "memory >=": "lower resources.memory_gb",
     "GCP N1 host size": "set resources.cpus / memory_gb, or allow other clouds",

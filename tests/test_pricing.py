@@ -456,3 +456,27 @@ def test_multi_node_offers_only_on_clouds_skypilot_launches_several_nodes_on():
         plan(
             gpu_recipe(["H100:8"], resources={"spot": False, "num_nodes": 2, "clouds": ["vast", "runpod"]}), t
         )
+
+
+def test_ordered_takes_the_first_entry_with_an_offer_and_zones_filter(fixture_catalog):
+    """resources.ordered is a preference list (SkyPilot's `ordered`): the first entry with any offer
+    wins even when a later one is cheaper; skipped entries are noted with why. resources.zones
+    keeps only those zones."""
+    t = catalog.load().table
+    cheapest = plan(gpu_recipe(["A100:1", "L4:1"]), t).candidates[0]
+    assert cheapest.accelerator == "L4"
+    r = Recipe.model_validate(tiny_recipe(resources={"ordered": ["H100:3", "A100:1", "L4:1"]}))
+    p = plan(r, t)
+    assert {c.accelerator for c in p.candidates} == {"A100"}
+    assert p.notes[0] == "resources.ordered: A100:1 is the first with an offer"
+    assert p.notes[1].startswith("resources.ordered skipped H100:3: no offer satisfies the request")
+    with pytest.raises(PlanError, match="no entry of resources.ordered has an offer — H100:3: .*; H100:5: "):
+        plan(Recipe.model_validate(tiny_recipe(resources={"ordered": ["H100:3", "H100:5"]})), t)
+    with pytest.raises(ValueError, match="set resources.accelerators .* or resources.ordered .*, not both"):
+        Recipe.model_validate(tiny_recipe(resources={"ordered": ["L4:1"], "accelerators": ["L4:1"]}))
+    all_l4 = plan(gpu_recipe(["L4:1"]), t).candidates
+    zone = next(c.zone for c in all_l4 if c.zone)
+    only = plan(gpu_recipe(["L4:1"], resources={"zones": [zone]}), t)
+    assert {c.zone for c in only.candidates} == {zone} and len(only.candidates) < len(all_l4)
+    with pytest.raises(PlanError, match="'zones' removed the last .* widen resources.zones"):
+        plan(gpu_recipe(["L4:1"], resources={"zones": ["nowhere-1a"]}), t)

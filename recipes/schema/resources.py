@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 
@@ -30,6 +30,16 @@ class Resources(Section):
             )
         ),
     ] = []
+    ordered: Annotated[
+        list[str],
+        Field(
+            description=(
+                "Accelerators in order of preference, as NAME:COUNT (e.g. `[H100:1, A100:1, L4:1]`): the "
+                "first with any offer that fits the other constraints wins, however cheap the later "
+                "ones (SkyPilot's `ordered`). Instead of `accelerators`."
+            )
+        ),
+    ] = []
     cpus: Annotated[float | None, Field(gt=0, description="Minimum vCPUs per node.")] = None
     memory_gb: Annotated[float | None, Field(gt=0, description="Minimum memory per node in GiB.")] = None
     disk_gb: Annotated[int, Field(ge=10, description="Boot disk size per node in GiB.")] = 100
@@ -49,13 +59,31 @@ class Resources(Section):
         list[str], Field(description="Allowed regions (globs, e.g. `us-*`); empty = all.")
     ] = []
     exclude_regions: Annotated[list[str], Field(description="Regions never used (globs).")] = []
+    zones: Annotated[
+        list[str],
+        Field(
+            description=(
+                "Allowed zones (globs, e.g. `us-central1-a`); empty = all. AWS zones by zone ID "
+                "(`use1-az1`), as the catalogs name them: zone names differ per account."
+            )
+        ),
+    ] = []
     max_hourly_price: Annotated[
         float | None, Field(gt=0, description="Never rent an offer above this $/h per node.")
     ] = None
 
-    @field_validator("accelerators")
+    @field_validator("accelerators", "ordered")
     @classmethod
     def _accelerators(cls, v: list[str]) -> list[str]:
         for spec in v:
             parse_accelerator(spec)
         return v
+
+    @model_validator(mode="after")
+    def _one_accelerator_list(self) -> Resources:
+        if self.accelerators and self.ordered:
+            raise ValueError(
+                "set resources.accelerators (any of them, cheapest wins) or resources.ordered "
+                "(first with an offer wins), not both"
+            )
+        return self

@@ -32,15 +32,20 @@ def offers_for_job(candidates: list[Offer], per_kind: int = 10) -> list[Offer]:
 
 
 def plan_offers(
-    loaded, backend: str, prices: Path | None = None, live: bool = True, dry_run: bool = False
+    loaded,
+    backend: str,
+    prices: Path | None = None,
+    live: bool = True,
+    dry_run: bool = False,
+    trust_outliers: bool = False,
 ) -> Planned:
     """Price the recipe and pick the job's offers. With ``dry_run`` the SkyPilot task is compiled
     but not checked with SkyPilot (nothing is launched, no secret is needed)."""
     from spotrain.pricing.live import load_catalog
-    from spotrain.pricing.planner import plan
+    from spotrain.pricing.planner import Options, plan
 
     cat, warnings = load_catalog(prices, live=live)
-    p = plan(loaded.recipe, cat.table, loaded.base_dir)
+    p = plan(loaded.recipe, cat.table, loaded.base_dir, Options(trust_outliers=trust_outliers))
     offers = offers_for_job(p.candidates)
     out = Planned(offers, offers[0], warnings=warnings)
     if backend == "sky":

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from .sources import skypilot, snapshot, user
+from . import outliers
 from .table import OfferTable
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: rows sorted by place, every GCP host, suspect-price flags
 STALE_DAYS = 7.0
 
 
@@ -177,7 +178,7 @@ def load(price_file: Path | None = None, use_cache: bool = True) -> Catalog:
             rows = user.read(path)
             table = _apply_user(table, OfferTable.from_rows(rows))
             sources.append(SourceInfo("user", str(path), len(rows), path.stat().st_mtime))
-    table = table.sorted()
+    table = table.with_numbers(suspect=outliers.flags(table)).sorted()
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp_meta = cache_dir / f".{meta.name}.{os.getpid()}.tmp"
     tmp_meta.write_text(json.dumps([s.__dict__ for s in sources]))

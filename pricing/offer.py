@@ -32,6 +32,7 @@ class Offer:
     hours: float | None = None  # expected wall hours, preemption overhead included
     cost: float | None = None  # hourly * hours
     on_demand_cost: float | None = None  # the same work on demand
+    suspect: bool = False  # its price is far below the same machine's elsewhere (pricing.outliers)
     # a managed offer (``controller: skypilot``): SkyPilot picks one of these and may move between them
     choices: tuple[Offer, ...] = field(default=())
 

@@ -15,7 +15,7 @@ from spotrain.recipes.schema import Recipe
 from spotrain.recipes.schema.resources import parse_accelerator
 
 from . import accelerators as accel
-from . import estimate
+from . import estimate, outliers
 from .offer import Offer
 from .sources.skypilot import GCP_N1_FAMILIES, GCP_N1_VCPUS, SINGLE_NODE_CLOUDS
 from .table import OfferTable
@@ -32,6 +32,7 @@ class PlanError(SpotrainError):
 class Options:
     mfu: float = estimate.DEFAULT_MFU
     hazard: estimate.Hazard = estimate.Hazard()
+    trust_outliers: bool = False  # rank prices pricing.outliers flags as suspect
 
 
 @dataclass
@@ -205,6 +206,7 @@ class Ranked(Sequence[Offer]):
         od_hourly: np.ndarray,
         hours: np.ndarray,
         od_cost: np.ndarray,
+        suspect: np.ndarray | None = None,
     ) -> None:
         self.t, self.rows, self.spot, self.hourly, self.od_hourly, self.hours, self.od_cost = (
             table,
@@ -215,6 +217,7 @@ class Ranked(Sequence[Offer]):
             hours,
             od_cost,
         )
+        self.suspect = np.zeros(len(rows), bool) if suspect is None else suspect
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -250,6 +253,7 @@ class Ranked(Sequence[Offer]):
             hours=float(self.hours[j]),
             cost=float(self.hourly[j] * self.hours[j]),
             on_demand_cost=float(self.od_cost[j]),
+            suspect=bool(self.suspect[j]),
         )
 
 
@@ -292,6 +296,7 @@ def _score(
     od_hourly = t["price"][idx] * nodes
     spot_ok = ~np.isnan(t["spot_price"][idx])
 
+    suspect = t["suspect"][idx]
     parts = []  # (positions in idx, spot?, $/h, wall hours)
     if res.spot is not False:
         sp_at = np.flatnonzero(spot_ok)
@@ -307,6 +312,21 @@ def _score(
             sum(len(p[0]) for p in parts),
         )
     )
+    if not opts.trust_outliers:
+        before = sum(len(p[0]) for p in parts)
+        parts = [
+            (at[keep], spot, hr[keep], wall[keep])
+            for at, spot, hr, wall in parts
+            for keep in [(suspect[at] & (2 if spot else 1)) == 0]
+        ]
+        funnel.append(
+            (
+                f"suspect prices (below {outliers.FRACTION:.0%} of the median elsewhere; "
+                "--trust-outliers ranks them)",
+                before,
+                sum(len(p[0]) for p in parts),
+            )
+        )
     limits = []
     if res.max_hourly_price:
         limits.append(
@@ -346,9 +366,10 @@ def _score(
         run = np.flatnonzero(tied | np.r_[tied[1:], False])  # whole runs, in ascending cost
         sub = order[run]
         order[run] = sub[np.lexsort((place[at[sub]], hourly[sub], cost[sub]))]
-    at = at[order]
+    at, spot = at[order], spot[order]
+    flagged = (suspect[at] & np.where(spot, 2, 1)) != 0
     return Ranked(
-        t, idx[at], spot[order], hourly[order], od_hourly[at], wall[order], od_hourly[at] * hours[at]
+        t, idx[at], spot, hourly[order], od_hourly[at], wall[order], od_hourly[at] * hours[at], flagged
     )
 
 

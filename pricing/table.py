@@ -19,7 +19,16 @@ import numpy as np
 from .offer import Offer
 
 TEXT = ("cloud", "region", "zone", "instance", "accelerator", "source")
-NUMERIC = {"count": "f4", "vcpus": "f4", "memory_gb": "f4", "price": "f8", "spot_price": "f8", "as_of": "f8"}
+NUMERIC = {
+    "count": "f4",
+    "vcpus": "f4",
+    "memory_gb": "f4",
+    "price": "f8",
+    "spot_price": "f8",
+    "as_of": "f8",
+    # pricing.outliers flags: 1 the on-demand price, 2 the spot price (not in ORDER: 0 from rows)
+    "suspect": "u1",
+}
 ORDER = (
     "cloud",
     "region",
@@ -90,7 +99,8 @@ class OfferTable:
         for k in TEXT:
             lab, inv = np.unique(np.array(data[k], dtype=str), return_inverse=True)
             labels[k], codes[k] = lab, inv.astype(np.int32)
-        nums = {k: np.array(data[k], dtype=t) for k, t in NUMERIC.items()}
+        nums = {k: np.array(data[k], dtype=t) for k, t in NUMERIC.items() if k in data}
+        nums["suspect"] = np.zeros(len(rows), dtype=NUMERIC["suspect"])
         return cls(codes, labels, nums)
 
     @classmethod

@@ -480,3 +480,38 @@ def test_ordered_takes_the_first_entry_with_an_offer_and_zones_filter(fixture_ca
     assert {c.zone for c in only.candidates} == {zone} and len(only.candidates) < len(all_l4)
     with pytest.raises(PlanError, match="'zones' removed the last .* widen resources.zones"):
         plan(gpu_recipe(["L4:1"], resources={"zones": ["nowhere-1a"]}), t)
+
+
+def test_suspect_prices_are_flagged_and_ranked_only_when_trusted(tmp_path, monkeypatch):
+    """A price below a quarter of the median of the same machine's other regions (at least two of
+    them) is suspect: `plan` leaves it out and says so in the funnel, `--trust-outliers` ranks it
+    (flagged), `catalog info` lists it. A user's own price is never suspect."""
+    from spotrain.pricing import outliers
+    from spotrain.pricing.planner import Options
+
+    def row(region, price, spot=float("nan"), inst="m8", source="t"):
+        return ("azure", region, "", inst, "", 0.0, 8.0, 32.0, price, spot, source, 0.0)
+
+    rows = [row("r1", 0.86, 0.16), row("r2", 0.90, 0.17), row("r3", 0.80, 0.15), row("nz", 0.0898, 0.0166)]
+    rows += [row("r1", 1.0, inst="two"), row("cheap", 0.1, inst="two")]  # one other region: no median
+    rows += [
+        row("a", 1.0, inst="edge"),
+        row("b", 1.0, inst="edge"),
+        row("c", 0.25, inst="edge"),
+    ]  # not below ¼
+    t = OfferTable.from_rows(rows)
+    found = {(t.text("region", s.row), t.text("instance", s.row), s.column) for s in outliers.find(t)}
+    assert found == {("nz", "m8", "price"), ("nz", "m8", "spot_price")}
+    t = t.with_numbers(suspect=outliers.flags(t)).sorted()
+    r = Recipe.model_validate(tiny_recipe(resources={"clouds": ["azure"]}))
+    p = plan(r, t)
+    assert "nz" not in {c.region for c in p.candidates}
+    label = "suspect prices (below 25% of the median elsewhere; --trust-outliers ranks them)"
+    assert (label, 13, 11) in p.funnel  # 9 on-demand + 4 spot prices; both of nz left out
+    trusted = plan(r, t, opts=Options(trust_outliers=True))
+    best = trusted.candidates[0]
+    assert (best.region, best.spot, best.suspect) == ("nz", True, True)
+    assert not any(c.suspect for c in trusted.candidates if c.region != "nz")
+    # a user's negotiated rate is theirs to trust
+    mine = OfferTable.from_rows(rows[:3] + [row("nz", 0.0898, source="user")])
+    assert not outliers.flags(mine).any() and outliers.find(mine)

@@ -216,3 +216,35 @@ def test_live_prices_unreachable_warn_and_fall_back(env):
     assert res.returncode == 0 and "Traceback" not in res.stderr
     assert "cannot reach the EC2 API" in res.stderr and "using catalog spot prices" in res.stderr
     assert "testing" not in res.stderr  # never a secret
+
+
+def test_catalog_info_lists_suspect_prices_and_plan_ranks_them_only_when_trusted(env):
+    (Path(env["SPOTRAIN_CATALOG_DIR"]) / "azure").mkdir()
+    rows = [
+        ("eastus", 0.86, 0.16),
+        ("westus", 0.90, 0.17),
+        ("northeurope", 0.80, 0.15),
+        ("newzealandnorth", 0.0898, 0.0166),
+    ]
+    (Path(env["SPOTRAIN_CATALOG_DIR"]) / "azure" / "vms.csv").write_text(
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Region,AvailabilityZone,Price,SpotPrice\n"
+        + "".join(f"Standard_F8ams_v6,,,8,32,{r},,{p},{s}\n" for r, p, s in rows)
+    )
+    info = spotrain("catalog", "info", env=env)
+    assert info.returncode == 0, info.stderr
+    assert "2 suspect prices — below 25% of the median" in info.stdout
+    line = next(l for l in info.stdout.splitlines() if "newzealandnorth" in l and "spot" in l)
+    assert line.split()[-3:] == ["$0.0166", "$0.1600", "3"]
+    doc = json.loads(spotrain("catalog", "info", "--json", env=env).stdout)
+    assert {(s["region"], s["purchase"]) for s in doc["suspect_prices"]} == {
+        ("newzealandnorth", "spot"),
+        ("newzealandnorth", "on-demand"),
+    }
+    args = ("plan", "recipes/tiny-gpt.yaml", "resources.clouds=[azure]", "--no-forecast", "--top", "1")
+    plain = spotrain(*args, env=env)
+    assert (
+        plain.returncode == 0 and "newzealandnorth" not in plain.stdout and "suspect prices" in plain.stdout
+    )
+    trusted = spotrain(*args, "--trust-outliers", env=env)
+    assert "newzealandnorth" in trusted.stdout and "$0.0166!" in trusted.stdout
+    assert "!: a suspect price" in trusted.stdout

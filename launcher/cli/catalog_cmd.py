@@ -29,8 +29,24 @@ def info(as_json: bool, prices: Path | None) -> None:
     """Show each price source: rows, age, warnings; and the cache."""
     from spotrain.pricing import catalog as cat_mod
 
+    from spotrain.pricing import outliers
+
     cat = cat_mod.load(prices)
     now = time.time()
+    t = cat.table
+    suspects = [
+        {
+            "cloud": t.text("cloud", x.row),
+            "region": t.text("region", x.row),
+            "zone": t.text("zone", x.row),
+            "instance": t.text("instance", x.row),
+            "purchase": "spot" if x.column == "spot_price" else "on-demand",
+            "price": x.price,
+            "median_elsewhere": x.median_elsewhere,
+            "regions_elsewhere": x.regions_elsewhere,
+        }
+        for x in outliers.find(t)
+    ]
     if as_json:
         click.echo(
             json.dumps(
@@ -41,6 +57,7 @@ def info(as_json: bool, prices: Path | None) -> None:
                     "cache_bytes": cat.cache_path.stat().st_size if cat.cache_path else 0,
                     "stale": cat.stale(now),
                     "catalog_dirs": [str(d) for d in cat_mod.catalog_dirs()],
+                    "suspect_prices": suspects,
                 },
                 indent=2,
             )
@@ -58,6 +75,32 @@ def info(as_json: bool, prices: Path | None) -> None:
         f"{len(cat.table):,} offers; cache {cat.cache_path} ({size / 1e6:.1f} MB, "
         f"{'hit' if cat.cached else 'rebuilt'} in {cat.seconds * 1000:.0f} ms)"
     )
+    if suspects:
+        click.echo(
+            f"{len(suspects)} suspect prices — below {outliers.FRACTION:.0%} of the median of the same "
+            "machine's other regions; `plan`/`launch` rank them only with --trust-outliers:"
+        )
+        shown = [
+            [
+                f"{x['cloud']}/{x['region']}",
+                x["zone"] or "-",
+                x["instance"],
+                x["purchase"],
+                render.money(x["price"]),
+                render.money(x["median_elsewhere"]),
+                x["regions_elsewhere"],
+            ]
+            for x in suspects[:20]
+        ]
+        click.echo(
+            render.table(
+                shown,
+                ["where", "zone", "instance", "purchase", "$/h", "median elsewhere", "regions"],
+                right={4, 5, 6},
+            )
+        )
+        if len(suspects) > 20:
+            click.echo(f"… and {len(suspects) - 20} more (--json lists all)")
     for w in cat.warnings()[:20]:
         warn(w)
     if len(cat.warnings()) > 20:

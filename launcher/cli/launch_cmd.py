@@ -63,6 +63,9 @@ from .pricing_common import price_file_option, warn
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random preemptions.")
 @click.option("--no-live", is_flag=True, help="Do not fetch live AWS spot prices.")
 @click.option(
+    "--trust-outliers", is_flag=True, help="Also consider suspect prices (see `spotrain catalog info`)."
+)
+@click.option(
     "--attempt-env",
     multiple=True,
     hidden=True,
@@ -83,6 +86,7 @@ def launch(
     grace,
     seed,
     no_live,
+    trust_outliers,
     attempt_env,
     prices,
 ) -> None:
@@ -117,7 +121,9 @@ def launch(
         options["preempt_trace"] = str(preempt_trace.resolve())
     from spotrain.jobs.planning import plan_offers
 
-    planned = plan_offers(loaded, backend, prices, live=not no_live, dry_run=dry_run)
+    planned = plan_offers(
+        loaded, backend, prices, live=not no_live, dry_run=dry_run, trust_outliers=trust_outliers
+    )
     for w in planned.warnings:
         warn(w)
     if dry_run:

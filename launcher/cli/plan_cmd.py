@@ -38,6 +38,11 @@ from .pricing_common import load_catalog, price_file_option, warn
     is_flag=True,
     help="Skip the simulated forecasts (expected/p90 cost, chance of meeting the deadline).",
 )
+@click.option(
+    "--trust-outliers",
+    is_flag=True,
+    help="Rank prices far below the same machine's elsewhere too (flagged `!`; see `spotrain catalog info`).",
+)
 @price_file_option
 def plan(
     file: str,
@@ -48,6 +53,7 @@ def plan(
     no_live: bool,
     traces_path: Path | None,
     no_forecast: bool,
+    trust_outliers: bool,
     prices: Path | None,
 ) -> None:
     """Rank offers for recipe FILE by estimated job cost (spot preemptions included)."""
@@ -56,7 +62,7 @@ def plan(
 
     loaded = load_recipe(file, overrides)
     cat = load_catalog(prices, live=not no_live, quiet=as_json)
-    p = make_plan(loaded.recipe, cat.table, loaded.base_dir, Options(mfu=mfu))
+    p = make_plan(loaded.recipe, cat.table, loaded.base_dir, Options(mfu=mfu, trust_outliers=trust_outliers))
     shown = p.candidates[:top]
     forecasts = [] if no_forecast else offer_forecasts(loaded.recipe, shown, traces_path)
     if as_json:
@@ -98,7 +104,7 @@ def plan(
             c.instance,
             c.machine,
             "spot" if c.spot else "on-demand",
-            render.money(c.hourly),
+            render.money(c.hourly) + ("!" if c.suspect else ""),
             render.hours(c.hours),
             render.money(c.cost),
             render.money(c.on_demand_cost),
@@ -133,6 +139,10 @@ def plan(
         click.echo(
             f"forecast: policy spotrain, {forecasts[0].samples} simulated runs per offer on "
             + "; ".join(sources)
+        )
+    if any(c.suspect for c in shown):
+        click.echo(
+            "!: a suspect price — far below the same machine's elsewhere (`spotrain catalog info` lists them)"
         )
     click.echo("constraints: " + "; ".join(f"{l}: {b:,} → {a:,}" for l, b, a in p.funnel))
     for n in p.notes:

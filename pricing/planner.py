@@ -194,8 +194,12 @@ def _plan(recipe: Recipe, table: OfferTable, base_dir: Path, opts: Options) -> P
 
 
 class Ranked(Sequence[Offer]):
-    """The planner's ranking, best first: scored as arrays, an ``Offer`` built only for the rows a
-    caller reads (a CPU-only request over every cloud ranks tens of thousands)."""
+    """The planner's ranking, best first, by (cost, $/h, cloud, region, instance): scored as arrays,
+    ordered only as far as a caller reads (the best few by a partial sort; everything on a read
+    past them), an ``Offer`` built only for the rows read — a CPU-only request over every cloud
+    ranks a hundred thousand offers and shows ten."""
+
+    PREFIX = 256  # offers ordered by a partial sort before anything reads past them
 
     def __init__(
         self,
@@ -206,33 +210,55 @@ class Ranked(Sequence[Offer]):
         od_hourly: np.ndarray,
         hours: np.ndarray,
         od_cost: np.ndarray,
-        suspect: np.ndarray | None = None,
+        suspect: np.ndarray,
+        place: np.ndarray,
     ) -> None:
-        self.t, self.rows, self.spot, self.hourly, self.od_hourly, self.hours, self.od_cost = (
-            table,
-            rows,
-            spot,
-            hourly,
-            od_hourly,
-            hours,
-            od_cost,
-        )
-        self.suspect = np.zeros(len(rows), bool) if suspect is None else suspect
+        self.t, self.rows, self.spot, self.hourly, self.od_hourly = table, rows, spot, hourly, od_hourly
+        self.hours, self.od_cost, self.suspect, self.place = hours, od_cost, suspect, place
+        self.cost = hourly * hours
+        self._order = np.empty(0, np.int64)  # positions, best first; complete up to its length
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _ordered(self, n: int) -> np.ndarray:
+        """The order of at least the first ``n`` offers."""
+        total = len(self.rows)
+        if len(self._order) >= min(n, total):
+            return self._order
+        if n <= self.PREFIX < total // 4:
+            kth = np.partition(self.cost, self.PREFIX - 1)[self.PREFIX - 1]
+            cand = np.flatnonzero(self.cost <= kth)  # every offer as cheap as the 256th: whole tie runs
+        else:
+            cand = np.arange(total)
+        order = cand[np.argsort(self.cost[cand], kind="stable")]
+        c = self.cost[order]
+        tied = np.r_[False, c[1:] == c[:-1]]
+        if tied.any():  # each run of equal cost by $/h, then cloud, region, instance
+            run = np.flatnonzero(tied | np.r_[tied[1:], False])
+            sub = order[run]
+            order[run] = sub[np.lexsort((self.place[sub], self.hourly[sub], self.cost[sub]))]
+        self._order = order
+        return order
 
     @overload
     def __getitem__(self, k: int) -> Offer: ...
     @overload
     def __getitem__(self, k: slice) -> list[Offer]: ...
     def __getitem__(self, k):
-        if isinstance(k, slice):
-            return [self._offer(j) for j in range(len(self))[k]]
         n = len(self)
+        if isinstance(k, slice):
+            want = range(n)[k]
+            order = self._ordered(max(want) + 1 if len(want) else 0)
+            return [self._offer(int(order[j])) for j in want]
         if not -n <= k < n:
             raise IndexError(k)
-        return self._offer(k % n)
+        k %= n
+        return self._offer(int(self._ordered(k + 1)[k]))
+
+    def __iter__(self):
+        for k in range(len(self)):
+            yield self[k]
 
     def _offer(self, j: int) -> Offer:
         t, i = self.t, int(self.rows[j])
@@ -251,7 +277,7 @@ class Ranked(Sequence[Offer]):
             t.text("source", i),
             float(t["as_of"][i]),
             hours=float(self.hours[j]),
-            cost=float(self.hourly[j] * self.hours[j]),
+            cost=float(self.cost[j]),
             on_demand_cost=float(self.od_cost[j]),
             suspect=bool(self.suspect[j]),
         )
@@ -355,21 +381,12 @@ def _score(
         hourly.append(hr[first])
         wall.append(wl[first])
     if not at:
-        return Ranked(t, *(np.empty(0) for _ in range(6)))
+        e = np.empty(0)
+        return Ranked(t, e.astype(np.int64), e.astype(bool), e, e, e, e, e.astype(bool), e.astype(np.int64))
     at, spot, hourly, wall = (np.concatenate(x) for x in (at, spot, hourly, wall))
-    cost = hourly * wall
-    # ranked by (cost, $/h, cloud, region, instance): by cost, then each run of equal cost by the rest
-    order = np.argsort(cost, kind="stable")
-    c = cost[order]
-    tied = np.r_[False, c[1:] == c[:-1]]
-    if tied.any():
-        run = np.flatnonzero(tied | np.r_[tied[1:], False])  # whole runs, in ascending cost
-        sub = order[run]
-        order[run] = sub[np.lexsort((place[at[sub]], hourly[sub], cost[sub]))]
-    at, spot = at[order], spot[order]
     flagged = (suspect[at] & np.where(spot, 2, 1)) != 0
     return Ranked(
-        t, idx[at], spot, hourly[order], od_hourly[at], wall[order], od_hourly[at] * hours[at], flagged
+        t, idx[at], spot, hourly, od_hourly[at], wall, od_hourly[at] * hours[at], flagged, place[at]
     )
 
 

@@ -52,6 +52,8 @@ def main() -> None:
                 kw = {"accelerators": {req["accelerator"]: req["count"]}, "use_spot": req["spot"]}
                 if req.get("cloud"):
                     kw["infra"] = req["cloud"]
+                if req.get("memory"):
+                    kw["memory"] = f"{req['memory']}+"
                 task.set_resources(sky.Resources(**kw))
             sky.Optimizer.optimize(dag, minimize=sky.OptimizeTarget.COST, quiet=True)
             best = task.best_resources

@@ -391,16 +391,19 @@ def _reference_ranking(recipe: Recipe, t: OfferTable) -> list[tuple]:
     return sorted(best.values())
 
 
-@pytest.mark.parametrize("accs", [[], ["L4:1", "T4:1", "A100:8"]])
-def test_vectorised_scoring_equals_the_row_by_row_reference(accs):
+@pytest.mark.parametrize(
+    "accs,regions,partial", [([], 3, False), (["L4:1", "T4:1", "A100:8"], 3, False), ([], 200, True)]
+)
+def test_vectorised_scoring_equals_the_row_by_row_reference(accs, regions, partial):
     """Many zones per machine at tied and untied prices, rows in no particular order (the fallback
-    path) and sorted as the catalog stores them: the same offers, estimates and order."""
+    path) and sorted as the catalog stores them: the same offers, estimates and order — read whole,
+    and (past 1,024 offers) read as the best few first, which a partial sort orders."""
     import random
 
     rnd = random.Random(7)
     rows = []
     for cloud in ("aws", "gcp", "azure"):
-        for region in ("r1", "r2", "r3"):
+        for region in (f"r{k}" for k in range(1, regions + 1)):
             for inst, acc, count, vcpus in [
                 ("m.small", "", 0.0, 2.0),
                 ("m.big", "", 0.0, 16.0),
@@ -430,11 +433,14 @@ def test_vectorised_scoring_equals_the_row_by_row_reference(accs):
     rnd.shuffle(rows)
     r = gpu_recipe(accs) if accs else Recipe.model_validate(tiny_recipe())
     for t in (OfferTable.from_rows(rows), OfferTable.from_rows(rows).sorted()):
+        ranked = plan(r, t).candidates
+        top = [(c.cost, c.hourly, c.cloud, c.region, c.instance, c.spot, c.zone) for c in ranked[:40]]
+        assert (len(ranked._order) < len(ranked)) == partial  # only the best were ordered
         got = [
             (c.cost, c.hourly, c.cloud, c.region, c.instance, c.spot, c.zone) for c in plan(r, t).candidates
         ]
         want = _reference_ranking(r, t)
-        assert len(got) == len(want) > 10
+        assert len(got) == len(want) > 10 and got[:40] == top
         for g, x in zip(got, want):
             assert g[1:] == x[1:] and g[0] == pytest.approx(x[0], rel=1e-12)
 

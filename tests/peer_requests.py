@@ -1,0 +1,35 @@
+"""The requests spotrain's planner is checked against SkyPilot's optimizer with
+(tests/test_sky_peer.py) and timed against it (benchmarks/plan.py): one list for both."""
+
+CLOUDS = ["AWS", "GCP", "Azure", "Lambda"]
+REQUESTS = [  # (accelerator, count, spot, cloud, minimum memory GiB)
+    ("A100", 1, False, None, None),
+    ("A100", 8, False, None, None),
+    ("A100", 1, True, None, None),
+    ("A100", 8, True, None, None),
+    ("A100-80GB", 1, False, None, None),
+    ("A100-80GB", 8, False, None, None),
+    ("A100-80GB", 1, True, None, None),
+    ("H100", 1, False, None, None),
+    ("H100", 8, False, None, None),
+    ("H100", 8, True, None, None),
+    ("H100", 1, True, "aws", None),
+    ("L4", 1, False, None, None),
+    ("L4", 1, True, None, None),
+    ("L4", 4, False, None, None),
+    ("L4", 1, False, "gcp", None),
+    ("L4", 1, False, None, 64),
+    ("L4", 1, True, "gcp", 64),
+    ("V100", 1, False, None, None),
+    ("V100", 1, True, None, None),
+    ("V100", 1, False, "gcp", None),
+    ("T4", 1, False, None, None),
+    ("T4", 1, True, None, None),
+    ("T4", 1, False, "gcp", None),
+    ("L40S", 1, False, None, None),
+    ("A10", 1, False, None, None),
+    ("H200", 8, False, None, None),
+    ("B200", 8, False, None, None),
+    ("B200", 8, True, "gcp", None),
+    ("A100", 8, False, "lambda", None),
+]

@@ -132,7 +132,8 @@ def main() -> None:
             ]
         )
     print(
-        f"{len(requests)} requests; in process: median of {a.repeat} warm runs; process: median of {a.process_repeat}"
+        f"{len(requests)} requests; in process: median of {a.repeat} warm runs; "
+        f"process: median of {a.process_repeat}"
     )
     print(
         table(

@@ -69,6 +69,12 @@ _TPUS: dict[str, tuple[float, float, int]] = {
     "v5e": (197, 16, 1),
     "v6e": (918, 32, 1),
 }
+# Single-host TPU slices (one VM, all chips local): the slices spotrain plans and runs. Larger
+# slices span several hosts (a pod), which the runtime does not drive.
+TPU_SINGLE_HOST = frozenset(
+    {"tpu-v2-8", "tpu-v3-8", "tpu-v4-8", "tpu-v5litepod-1", "tpu-v5litepod-4", "tpu-v5litepod-8", "tpu-v5p-8"}
+    | {"tpu-v6e-1", "tpu-v6e-4", "tpu-v6e-8"}
+)
 _TPU_NAME = re.compile(r"^tpu-(v\d+[a-z]*|v5litepod)-(\d+)$", re.I)
 _BY_LOWER = {k.lower(): k for k in _GPUS}
 

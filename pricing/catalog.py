@@ -28,7 +28,7 @@ from .sources import skypilot, snapshot, user
 from . import outliers
 from .table import OfferTable
 
-CACHE_VERSION = 3  # 3: rows sorted by place, every GCP host, suspect-price flags
+CACHE_VERSION = 4  # 4: rows sorted by (cloud, region, machine, zone), every GCP host, suspect flags
 STALE_DAYS = 7.0
 
 

@@ -5,10 +5,10 @@ a row would top every ranking (Azure ``Standard_F8ams_v6`` in newzealandnorth at
 $0.46–0.72 in every other region), so it is flagged and ranked only when the user trusts it.
 
 A price is suspect when it is below ``FRACTION`` of the median, over the other regions, of the same
-cloud's same instance type at the same purchase option (each region counted once, at its cheapest
-zone) — and at least ``MIN_OTHER_REGIONS`` other regions price it, so that the median means
-something. Prices from the user's price file are never flagged. Pure: the table comes in, flags
-come out.
+cloud's same machine (instance type and accelerators) at the same purchase option (each region
+counted once, at its cheapest zone) — and at least ``MIN_OTHER_REGIONS`` other regions price it,
+so that the median means something. Prices from the user's price file are never flagged. Pure:
+the table comes in, flags come out.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def find(t: OfferTable) -> list[Suspect]:
     out: list[Suspect] = []
     if not len(t):
         return out
-    group = t.codes["cloud"].astype(np.int64) * len(t.labels["instance"]) + t.codes["instance"]
+    group = t.key(
+        t.MACHINE
+    )  # the same machine: cloud, instance type and accelerators (a TPU-VM is its slice)
     region = t.codes["region"].astype(np.int64)
     for column in BITS:
         v = t[column]

@@ -152,8 +152,10 @@ def _plan(recipe: Recipe, table: OfferTable, base_dir: Path, opts: Options) -> P
             m |= table.isin("accelerator", {name}) & (cnt == count)
         step("accelerators " + ", ".join(f"{a}:{c}" for a, c in wanted), m)
         step(
-            "runtime needs CUDA GPUs (no TPU support yet)",
-            ~table.match("accelerator", lambda a: a.lower().startswith("tpu-")),
+            "TPU slices on one host (tpu-v4-8, tpu-v5litepod-1/4/8, tpu-v5p-8, tpu-v6e-1/4/8, ...)",
+            table.match(
+                "accelerator", lambda a: not a.lower().startswith("tpu-") or a in accel.TPU_SINGLE_HOST
+            ),
         )
     else:
         step("CPU only (resources.accelerators is empty)", table.isin("accelerator", {""}))
@@ -317,7 +319,7 @@ def _score(
     devices = np.where(lab_chips[code] > 0, lab_chips[code], count)
     cpu_peak = CPU_FLOPS_PER_VCPU * np.where(np.isnan(vcpus), 1.0, vcpus)
     peak = np.where(lab_acc[code], lab_peak[code] * devices, cpu_peak) * nodes
-    world = np.maximum(1.0, np.floor(count)) * nodes
+    world = np.maximum(1.0, np.floor(devices)) * nodes  # one data-parallel process per GPU or TPU chip
     hours = w.total_flops(world, recipe.train.steps) / (peak * opts.mfu) / 3600
     od_hourly = t["price"][idx] * nodes
     spot_ok = ~np.isnan(t["spot_price"][idx])
@@ -392,7 +394,7 @@ def _score(
 
 _RELAX = {
     "accelerators": "add more accelerator types or counts to resources.accelerators",
-    "runtime": "choose GPU accelerators",
+    "TPU slices": "choose a single-host TPU slice (up to 8 chips) or GPUs",
     "CPU only": "add resources.accelerators",
     "clouds": "widen resources.clouds / exclude_clouds",
     "multi-node": "use one node, or allow clouds that launch several (resources.clouds)",

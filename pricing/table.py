@@ -51,6 +51,7 @@ class OfferTable:
     ):
         self.codes, self.labels, self.nums = codes, labels, nums
         self._decoded: dict[str, np.ndarray] = {}
+        self._counts: tuple[int, np.ndarray] | None = None  # distinct counts, and each row's code
 
     def __len__(self) -> int:
         return len(self.nums["price"])
@@ -124,18 +125,42 @@ class OfferTable:
         }
         return cls(codes, labels, nums)
 
-    def place_key(self, rows: np.ndarray | None = None, zone: bool = False) -> np.ndarray:
-        """One integer per row's (cloud, region, instance[, zone]) that orders as the text does
-        (labels are kept sorted)."""
+    def _count_codes(self) -> tuple[int, np.ndarray]:
+        if self._counts is None:
+            lab, inv = np.unique(self.nums["count"], return_inverse=True)
+            self._counts = (len(lab), inv.astype(np.int64))
+        return self._counts
+
+    def key(self, parts: tuple[str, ...], rows: np.ndarray | None = None) -> np.ndarray:
+        """One integer per row for the columns ``parts`` (text columns and ``count``), ordering as
+        the values do (labels are kept sorted)."""
         rows = slice(None) if rows is None else rows
-        key = self.codes["cloud"][rows].astype(np.int64)
-        for k in ("region", "instance") + (("zone",) if zone else ()):
-            key = key * len(self.labels[k]) + self.codes[k][rows]
+        key = np.zeros(len(self) if isinstance(rows, slice) else len(rows), dtype=np.int64)
+        for k in parts:
+            if k == "count":
+                n, codes = self._count_codes()
+                key = key * n + codes[rows]
+            else:
+                key = key * len(self.labels[k]) + self.codes[k][rows]
         return key
 
+    MACHINE = (
+        "cloud",
+        "instance",
+        "accelerator",
+        "count",
+    )  # what one buys: a GCP host with T4:1 or T4:2 differ
+
+    def place_key(self, rows: np.ndarray | None = None, zone: bool = False) -> np.ndarray:
+        """One integer per row's machine in its region — (cloud, region, instance, accelerator,
+        count) — and with ``zone``, its zone."""
+        return self.key(
+            ("cloud", "region", "instance", "accelerator", "count") + (("zone",) if zone else ()), rows
+        )
+
     def sorted(self) -> "OfferTable":
-        """Rows ordered by (cloud, region, instance, zone): each machine's zones are adjacent, so
-        the planner finds a machine's cheapest zone without sorting."""
+        """Rows ordered by (cloud, region, machine, zone): each machine's zones are adjacent, so the
+        planner finds a machine's cheapest zone without sorting."""
         return self.take(np.argsort(self.place_key(zone=True), kind="stable"))
 
     def take(self, idx) -> "OfferTable":

@@ -226,8 +226,6 @@ def test_no_offer_names_the_constraint_and_unknown_accelerator_suggests(fixture_
         plan(gpu_recipe(["H100:1"], resources={"spot": True}), t)
     with pytest.raises(PlanError, match="unknown accelerator 'H10O' — did you mean H100"):
         plan(gpu_recipe(["H10O:1"]), t)
-    with pytest.raises(PlanError, match="runtime needs CUDA GPUs"):
-        plan(gpu_recipe(["tpu-v4-8:1"]), t)
 
 
 def test_catalog_cache_hits_and_invalidates(fixture_catalog):
@@ -365,7 +363,8 @@ def _reference_ranking(recipe: Recipe, t: OfferTable) -> list[tuple]:
             peak = sp.tflops * 1e12 * chips * nodes
         else:
             peak = 50e9 * (vcpus if not math.isnan(vcpus) else 1) * nodes
-        hours = w.total_flops(max(1, int(count)) * nodes, steps) / (peak * estimate.DEFAULT_MFU) / 3600
+        devices = chips if name and sp.kind == "tpu" else count
+        hours = w.total_flops(max(1, int(devices)) * nodes, steps) / (peak * estimate.DEFAULT_MFU) / 3600
         for spot in (True, False):
             price = float(t["spot_price"][i] if spot else t["price"][i])
             if math.isnan(price):
@@ -385,7 +384,7 @@ def _reference_ranking(recipe: Recipe, t: OfferTable) -> list[tuple]:
                 spot,
                 t.text("zone", i),
             )
-            k = (row[2], row[3], row[4], spot)
+            k = (row[2], row[3], row[4], name, count, spot)
             if k not in best or (row[0], row[6]) < (best[k][0], best[k][6]):
                 best[k] = row
     return sorted(best.values())
@@ -521,3 +520,49 @@ def test_suspect_prices_are_flagged_and_ranked_only_when_trusted(tmp_path, monke
     # a user's negotiated rate is theirs to trust
     mine = OfferTable.from_rows(rows[:3] + [row("nz", 0.0898, source="user")])
     assert not outliers.flags(mine).any() and outliers.find(mine)
+
+
+def test_tpu_slices_are_planned_on_one_host_with_per_chip_memory(tmp_path, monkeypatch):
+    """Single-host TPU slices are offers like GPUs: priced from the GCP catalog's TPU rows, timed on
+    the slice's chips (peak per chip × chips; one data-parallel replica per chip), memory checked per
+    chip; pod slices (several hosts) are left out and the funnel says so."""
+    d = tmp_path / "v8" / "gcp"
+    d.mkdir(parents=True)
+    (d / "vms.csv").write_text(
+        "InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice\n"
+        ",,,tpu-v5litepod-8,1,,us-west4,us-west4-a,9.6,2.06\n"
+        ",,,tpu-v6e-8,1,,us-east5,us-east5-b,21.6,12.0\n"
+        ",,,tpu-v5litepod-16,1,,us-west4,us-west4-a,19.2,4.12\n"
+        ",,,tpu-v5litepod-4,1,,us-west4,us-west4-a,4.8,1.03\n"
+        ",,,tpu-v4-32,1,,us-central2,us-central2-b,51.52,14.7\n"
+    )
+    monkeypatch.setenv("SPOTRAIN_CATALOG_DIR", str(tmp_path / "v8"))
+    monkeypatch.setenv("SPOTRAIN_HOME", str(tmp_path / "home"))
+    t = catalog.load().table
+    r = gpu_recipe(["tpu-v5litepod-8", "tpu-v6e-8", "tpu-v5litepod-16", "tpu-v4-32"])
+    p = plan(r, t)
+    assert {c.accelerator for c in p.candidates} == {"tpu-v5litepod-8", "tpu-v6e-8"}
+    assert any(label.startswith("TPU slices on one host") and (b, a) == (4, 2) for label, b, a in p.funnel)
+    best = p.candidates[0]
+    assert (best.accelerator, best.spot, best.hourly, best.instance) == (
+        "tpu-v5litepod-8",
+        True,
+        2.06,
+        "TPU-VM",
+    )
+    # 8 chips of v5e at 197 TFLOP/s each, one replica per chip: 8x the tokens of one process per step
+    w = estimate.workload(r, Path("."))
+    od = next(c for c in p.candidates if c.accelerator == "tpu-v5litepod-8" and not c.spot)
+    assert od.hours == pytest.approx(
+        w.total_flops(8, r.train.steps) / (8 * 197e12 * estimate.DEFAULT_MFU) / 3600
+    )
+    # per-chip memory: v5e has 16 GB a chip, v6e 32 GB
+    big = gpu_recipe(["tpu-v5litepod-8", "tpu-v6e-8"], model={"layers": 24, "hidden": 2048, "heads": 16})
+    need = estimate.memory_need_gb(estimate.workload(big, Path(".")), big)
+    assert 16 < need < 32
+    assert {c.accelerator for c in plan(big, t).candidates} == {"tpu-v6e-8"}
+    # two slices on the same "TPU-VM" in one zone are two machines, not two zones of one
+    both = plan(gpu_recipe(["tpu-v5litepod-4", "tpu-v5litepod-8"], resources={"spot": True}), t)
+    assert sorted(c.accelerator for c in both.candidates) == ["tpu-v5litepod-4", "tpu-v5litepod-8"]
+    with pytest.raises(PlanError, match="'TPU slices on one host .*' removed the last 2 candidate"):
+        plan(gpu_recipe(["tpu-v5litepod-16", "tpu-v4-32"]), t)

@@ -27,7 +27,9 @@ from typing import Iterable, Mapping
 import yaml
 
 from spotrain.errors import SpotrainError
+from spotrain.pricing import accelerators
 from spotrain.pricing.offer import Offer
+from spotrain.recipes.runtime import xla
 from spotrain.recipes.loader import REDACTED
 from spotrain.recipes.schema import Recipe
 
@@ -140,6 +142,11 @@ def _resources(offer: Offer, recipe: Recipe, zone_names: Mapping[str, str] | Non
         if zone:
             infra += f"/{zone}"
     res: dict = {"infra": infra, "use_spot": bool(offer.spot)}
+    if is_tpu(offer):  # a TPU VM: the slice is the machine (no instance type), SkyPilot's TPU form
+        res["accelerators"] = {offer.accelerator: 1}
+        res["accelerator_args"] = {"runtime_version": tpu_runtime_version(offer.accelerator), "tpu_vm": True}
+        res["disk_size"] = int(recipe.resources.disk_gb)
+        return res
     if cloud in _CARVED:
         if offer.vcpus:
             res["cpus"] = f"{offer.vcpus:g}"
@@ -155,21 +162,41 @@ def _resources(offer: Offer, recipe: Recipe, zone_names: Mapping[str, str] | Non
     return res
 
 
-def _venv(source: Source) -> str:
+def is_tpu(offer: Offer) -> bool:
+    return offer.accelerator.lower().startswith("tpu-")
+
+
+def tpu_runtime_version(accelerator: str) -> str:
+    """The TPU VM software version SkyPilot 0.14.1 defaults to for that generation
+    (``_get_default_runtime_version``, sky/resources.py:983)."""
+    if accelerator.startswith("tpu-v5"):
+        return "v2-alpha-tpuv5"
+    if accelerator.startswith("tpu-v6e"):
+        return "v2-alpha-tpuv6e"
+    return "tpu-vm-base"
+
+
+def _venv(source: Source, tpu: bool = False) -> str:
     # SPOTRAIN_NODE_ENV (set it in the recipe's `env`) puts the env on a shared disk — a Slurm
     # cluster's NFS home — so every attempt reuses one install instead of building its own
-    return f"${{SPOTRAIN_NODE_ENV:-$HOME/.spotrain/env}}-{source.key}"
+    return f"${{SPOTRAIN_NODE_ENV:-$HOME/.spotrain/env}}-{source.key}" + ("-xla" if tpu else "")
 
 
-def _setup(source: Source) -> str:
+def _setup(source: Source, tpu: bool = False) -> str:
     cons = f" -c {SRC_MOUNT}/{source.constraints}" if source.path and source.constraints else ""
     target = SRC_MOUNT if source.path else f'"spotrain=={source.version}"'
+    pins = []
+    if tpu:  # torch_xla pairs only with its own torch: both pinned, instead of the checkout's torch pin
+        cons = ' -c "$V.pins"'
+        target += f' "torch_xla[tpu]=={xla.TORCH_XLA}" -f {xla.LIBTPU_INDEX}'
+        pins = [f'printf "torch==%s\\ntorch_xla==%s\\n" {xla.TORCH_XLA} {xla.TORCH_XLA} > "$V.pins"']
     return (
         "\n".join(
             [
                 "set -euo pipefail",
-                f'V="{_venv(source)}"',
+                f'V="{_venv(source, tpu)}"',
                 'mkdir -p "$(dirname "$V")"',
+                *pins,
                 'exec 9>"$V.lock" && flock 9  # attempts sharing the env install it once',
                 'if [ -f "$V/.spotrain-ready" ] && [ -z "${SPOTRAIN_REINSTALL:-}" ]; then '
                 'echo "spotrain env $V is ready"; exit 0; fi',
@@ -201,13 +228,13 @@ def _setup(source: Source) -> str:
     )
 
 
-def _run(recipe_text: str, workdir: str, num_nodes: int, source: Source) -> str:
+def _run(recipe_text: str, workdir: str, num_nodes: int, source: Source, tpu: bool = False) -> str:
     eof = "SPOTRAIN_RECIPE_EOF"
     while eof in recipe_text:
         eof += "_"
     lines = [
         "set -uo pipefail",
-        f'V="{_venv(source)}"',
+        f'V="{_venv(source, tpu)}"',
         'export PATH="$V/bin:$PATH" SPOTRAIN_EVENTS_STDOUT=1',
         f"cat > .spotrain-recipe.yaml <<'{eof}'",
         recipe_text.rstrip("\n"),
@@ -223,6 +250,8 @@ def _run(recipe_text: str, workdir: str, num_nodes: int, source: Source) -> str:
             "--num_processes $(( SKYPILOT_NUM_NODES * PER )) --mixed_precision no --dynamo_backend no "
             '-m spotrain run .spotrain-recipe.yaml --workdir "$W"',
         ]
+    elif tpu:  # one process per chip of the slice
+        lines.append(f'spotrain run .spotrain-recipe.yaml --workdir "$W" --nproc "${xla.CHIPS_ENV}"')
     else:
         lines.append(
             'spotrain run .spotrain-recipe.yaml --workdir "$W" '
@@ -257,6 +286,14 @@ def compile_task(
     if not offers:
         raise CompileError("no offers to compile — the planner found nothing that fits; see `spotrain plan`")
     warnings: list[str] = []
+    tpu = is_tpu(offers[0])
+    if tpu and recipe.resources.num_nodes > 1:
+        raise CompileError("a TPU slice runs on one node — set resources.num_nodes to 1 or choose GPUs")
+    if mode != "spotrain" and any(is_tpu(o) != tpu for o in offers):
+        # one setup installs either the TPU stack or the GPU one: the managed job keeps the best's kind
+        dropped = [o.place for o in offers if is_tpu(o) != tpu]
+        offers = [o for o in offers if is_tpu(o) == tpu]
+        warnings.append(f"a managed job runs either TPUs or GPUs: left out {', '.join(dropped)}")
     ckpt = recipe.storage.checkpoints
     if not recipe.storage.remote():
         carved_only = all(o.cloud.lower() == "slurm" for o in offers)
@@ -277,6 +314,9 @@ def compile_task(
         resources = {("ordered" if ordered else "any_of"): uniq} if len(uniq) > 1 else dict(uniq[0])
         resources["job_recovery"] = {"strategy": "EAGER_NEXT_REGION", "max_restarts_on_errors": 0}
     envs = {"SPOTRAIN_RUN_ID": run_id, **dict(env or {})}
+    if tpu:
+        chips = accelerators.tpu_chips(offers[0].accelerator)
+        envs.update({xla.ENV: "1", xla.CHIPS_ENV: str(chips[1] if chips else 1)})
     config: dict = {
         "name": task_name,
         "workdir": recipe_dir,
@@ -288,8 +328,10 @@ def compile_task(
         config["secrets"] = dict(secrets)
     if source.path:
         config["file_mounts"] = {SRC_MOUNT: source.path}
-    config["setup"] = _setup(source)
-    config["run"] = _run(recipe_text, f"{RUN_DIR}/{shlex.quote(run_id)}", recipe.resources.num_nodes, source)
+    config["setup"] = _setup(source, tpu)
+    config["run"] = _run(
+        recipe_text, f"{RUN_DIR}/{shlex.quote(run_id)}", recipe.resources.num_nodes, source, tpu
+    )
     return Compiled(config, warnings)
 
 

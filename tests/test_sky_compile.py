@@ -356,3 +356,90 @@ def test_every_shipped_recipe_loads_in_skypilot(mode):
             assert g["n"] == len(cfg["resources"].get("any_of", [None]))
         else:
             assert g["n"] == 1 and g["spot"] == [cfg["resources"]["use_spot"]]
+
+
+TPU = Offer(
+    "gcp",
+    "us-west4",
+    "us-west4-a",
+    "TPU-VM",
+    "tpu-v5litepod-8",
+    1.0,
+    0.0,
+    0.0,
+    spot=True,
+    hourly=2.06,
+    on_demand_hourly=9.6,
+)
+TPU_V6 = Offer(
+    "gcp",
+    "us-east5",
+    "",
+    "TPU-VM",
+    "tpu-v6e-8",
+    1.0,
+    0.0,
+    0.0,
+    spot=False,
+    hourly=21.6,
+    on_demand_hourly=21.6,
+)
+
+
+def test_a_tpu_offer_compiles_to_skypilots_tpu_vm_form_with_matching_torch_and_torch_xla():
+    c = _compile([TPU]).config
+    assert c["resources"] == {
+        "infra": "gcp/us-west4/us-west4-a",
+        "use_spot": True,
+        "accelerators": {"tpu-v5litepod-8": 1},
+        "accelerator_args": {"runtime_version": "v2-alpha-tpuv5", "tpu_vm": True},
+        "disk_size": 200,
+    }
+    assert c["envs"]["SPOTRAIN_XLA"] == "1" and c["envs"]["SPOTRAIN_TPU_CHIPS"] == "8"
+    # torch and torch_xla pinned to the same release (the checkout's CPU torch pin is not used there)
+    assert 'printf "torch==%s\\ntorch_xla==%s\\n" 2.8.0 2.8.0 > "$V.pins"' in c["setup"]
+    assert (
+        '-c "$V.pins" ~/.spotrain/src "torch_xla[tpu]==2.8.0" -f https://storage.googleapis.com/libtpu-releases'
+        in c["setup"]
+    )
+    assert "constraints.txt" not in c["setup"]
+    assert c["setup"].count('-xla"') == 1 and '--nproc "$SPOTRAIN_TPU_CHIPS"' in c["run"]  # its own env
+    v6 = _compile([TPU_V6], mode="skypilot").config["resources"]
+    assert v6["accelerator_args"]["runtime_version"] == "v2-alpha-tpuv6e"
+    mixed = _compile([TPU, L4_SPOT], mode="skypilot")
+    assert "accelerators" in mixed.config["resources"] and "any_of" not in mixed.config["resources"]
+    assert any("runs either TPUs or GPUs: left out aws/us-east-1/g6.xlarge" in w for w in mixed.warnings)
+    with pytest.raises(CompileError, match="a TPU slice runs on one node"):
+        _compile([TPU], ["resources.num_nodes=2"])
+
+
+@pytest.mark.skipif(not HAVE_SKY, reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv)")
+def test_tpu_tasks_load_in_skypilot():
+    """SkyPilot's own Task.from_yaml_config takes the compiled TPU tasks as TPU VM resources on GCP."""
+    configs = [_compile([TPU]).config, _compile([TPU_V6], mode="skypilot").config]
+    script = (
+        "import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n"
+        "    r = list(sky.Task.from_yaml_config(c).resources)[0]\n"
+        "    out.append({'cloud': str(r.cloud), 'acc': r.accelerators, 'args': r.accelerator_args,"
+        " 'spot': r.use_spot, 'zone': r.zone})\nprint('OUT:' + json.dumps(out))\n"
+    )
+    env = {
+        **os.environ,
+        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+        "DO_NOT_TRACK": "1",
+        "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1",
+    }
+    res = subprocess.run(
+        [SKY_PY, "-c", script],
+        input=json.dumps(configs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads([l for l in res.stdout.splitlines() if l.startswith("OUT:")][-1][4:])
+    assert got[0]["cloud"] == "GCP" and got[0]["acc"] == {"tpu-v5litepod-8": 1} and got[0]["spot"] is True
+    assert got[0]["args"]["tpu_vm"] is True and got[0]["args"]["runtime_version"] == "v2-alpha-tpuv5"
+    assert got[0]["zone"] == "us-west4-a"
+    assert got[1]["acc"] == {"tpu-v6e-8": 1} and got[1]["args"]["runtime_version"] == "v2-alpha-tpuv6e"

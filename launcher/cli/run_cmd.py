@@ -57,7 +57,14 @@ def run(file: str, overrides: tuple[str, ...], workdir: Path | None, nproc: int)
     loaded = load_recipe(file, overrides)
     workdir = workdir or Path("runs") / loaded.recipe.name
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        proc = subprocess.Popen(accelerate_command(nproc, [file, *overrides, "--workdir", str(workdir)]))
+        from spotrain.recipes.runtime import xla
+
+        if xla.enabled():  # one process per TPU chip, spawned by torch_xla (PJRT)
+            xla.require()
+            cmd = [sys.executable, "-m", "spotrain.recipes.runtime.xla", file, str(workdir), *overrides]
+        else:
+            cmd = accelerate_command(nproc, [file, *overrides, "--workdir", str(workdir)])
+        proc = subprocess.Popen(cmd)
         for sig in (signal.SIGTERM, signal.SIGINT):  # a spot notice must reach the workers
             signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
         rc = proc.wait()

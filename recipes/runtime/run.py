@@ -19,6 +19,8 @@ from pathlib import Path
 from spotrain.errors import SpotrainError
 from spotrain.recipes.loader import LoadedRecipe, recipe_to_yaml
 
+from . import xla
+
 EXIT_OK = 0
 # training completed but the final checkpoint did not reach storage.checkpoints: the results live only
 # on this machine (the jobs controller fails the job with that message rather than lose them silently)
@@ -64,6 +66,8 @@ def _precision(choice: str) -> str:
     import torch
 
     if choice == "auto":
+        if xla.enabled():
+            return "bf16"  # every TPU generation computes in bf16
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[choice]
 
@@ -73,6 +77,7 @@ def run_recipe(loaded: LoadedRecipe, workdir: Path, say=print) -> int:
     from .train.signals import StopFlag
     from .train.stop_by import StopBy
 
+    xla.require()  # a TPU attempt without torch_xla: one line, before anything is built
     limits = StopBy()  # a bad SPOTRAIN_STOP_BY is a one-line error here
     limits.start_watchdog()  # the budget/deadline moment holds through data preparation and hung uploads too
     stop = StopFlag().install()
@@ -103,7 +108,10 @@ def _run(loaded: LoadedRecipe, workdir: Path, say, stop, limits) -> int:
     import torch
 
     # cpu=True without a GPU makes a torchrun/`accelerate launch` world use gloo (MULTI_CPU).
-    acc = Accelerator(mixed_precision=_precision(r.train.precision), cpu=not torch.cuda.is_available())
+    # on a TPU accelerate puts the model on the XLA device (torch_xla importable, see xla.py)
+    acc = Accelerator(
+        mixed_precision=_precision(r.train.precision), cpu=not (torch.cuda.is_available() or xla.enabled())
+    )
     main = acc.is_main_process
     say = say if main else (lambda *_: None)
     workdir = Path(workdir)

@@ -15,7 +15,7 @@ import torch
 from spotrain.errors import CheckpointError
 from spotrain.recipes.schema import Recipe
 
-from .. import evaluate
+from .. import evaluate, xla
 from ..events import EventLog
 from . import checkpoint, optim, rng
 from .batches import BatchPlan, make_batch, mask_generator
@@ -146,11 +146,14 @@ class Trainer:
         self.acc.wait_for_everyone()
         known = {f"rng-{self.rank}.pt": checkpoint.save_torch(rng.capture(), tmp / f"rng-{self.rank}.pt")}
         if self.main:
+            # on a TPU the tensors leave the device first, so the checkpoint loads anywhere (xla.py)
             known["model.pt"] = checkpoint.save_torch(
-                self.acc.unwrap_model(self.model).state_dict(), tmp / "model.pt"
+                xla.to_host(self.acc.unwrap_model(self.model).state_dict()), tmp / "model.pt"
             )
             checkpoint.failpoint("model-written", self.step)
-            known["optimizer.pt"] = checkpoint.save_torch(self.opt.state_dict(), tmp / "optimizer.pt")
+            known["optimizer.pt"] = checkpoint.save_torch(
+                xla.to_host(self.opt.state_dict()), tmp / "optimizer.pt"
+            )
             known["scheduler.pt"] = checkpoint.save_torch(self.sched.state_dict(), tmp / "scheduler.pt")
             if self.acc.scaler is not None:
                 known["scaler.pt"] = checkpoint.save_torch(self.acc.scaler.state_dict(), tmp / "scaler.pt")

@@ -317,20 +317,12 @@ def test_a_secret_missing_from_the_shell_is_a_one_line_error():
     assert res.returncode == 2 and len(errors) == 1 and "NOT_SET_ANYWHERE" in errors[0], res.stderr
 
 
-@pytest.mark.skipif(not HAVE_SKY, reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv)")
-@pytest.mark.parametrize("mode", ["spotrain", "skypilot"])
-def test_every_shipped_recipe_loads_in_skypilot(mode):
-    """The real `sky.Task.from_yaml_config` accepts every shipped recipe's task (both controller modes)."""
-    configs = []
-    for recipe in RECIPES:
-        res = _dry_run(recipe, f"recovery.controller={mode}", "secrets={TOKEN: abc}")
-        assert res.returncode == 0, (recipe.name, res.stderr)
-        configs.append(yaml.safe_load(res.stdout))
+def in_skypilot(configs: list[dict], fields: str) -> list[dict]:
+    """Each task config loaded by SkyPilot's own ``sky.Task.from_yaml_config`` (in its venv), as
+    the dict the Python expression ``fields`` makes of the task ``t``."""
     script = (
-        "import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n    t = "
-        "sky.Task.from_yaml_config(c)\n    out.append({'name': t.name, 'nodes': t.num_nodes, 'spot': "
-        "sorted({r.use_spot for r in t.resources}),\n                'n': len(t.resources), 'run': t.run, "
-        "'secrets': sorted(t.secrets)})\nprint('OUT:' + json.dumps(out))\n"
+        "import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n"
+        f"    t = sky.Task.from_yaml_config(c)\n    out.append({fields})\nprint('OUT:' + json.dumps(out))\n"
     )
     env = {
         **os.environ,
@@ -347,7 +339,23 @@ def test_every_shipped_recipe_loads_in_skypilot(mode):
         env=env,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    got = json.loads([l for l in res.stdout.splitlines() if l.startswith("OUT:")][-1][4:])
+    return json.loads([l for l in res.stdout.splitlines() if l.startswith("OUT:")][-1][4:])
+
+
+@pytest.mark.skipif(not HAVE_SKY, reason="needs SPOTRAIN_SKY_PYTHON (SkyPilot venv)")
+@pytest.mark.parametrize("mode", ["spotrain", "skypilot"])
+def test_every_shipped_recipe_loads_in_skypilot(mode):
+    """The real `sky.Task.from_yaml_config` accepts every shipped recipe's task (both controller modes)."""
+    configs = []
+    for recipe in RECIPES:
+        res = _dry_run(recipe, f"recovery.controller={mode}", "secrets={TOKEN: abc}")
+        assert res.returncode == 0, (recipe.name, res.stderr)
+        configs.append(yaml.safe_load(res.stdout))
+    got = in_skypilot(
+        configs,
+        "{'name': t.name, 'nodes': t.num_nodes, 'spot': sorted({r.use_spot for r in t.resources}), "
+        "'n': len(t.resources), 'run': t.run, 'secrets': sorted(t.secrets)}",
+    )
     assert len(got) == len(RECIPES)
     for cfg, g in zip(configs, got):
         assert g["name"] == cfg["name"] and g["nodes"] == cfg["num_nodes"] and g["run"] == cfg["run"]
@@ -417,28 +425,11 @@ def test_a_tpu_offer_compiles_to_skypilots_tpu_vm_form_with_matching_torch_and_t
 def test_tpu_tasks_load_in_skypilot():
     """SkyPilot's own Task.from_yaml_config takes the compiled TPU tasks as TPU VM resources on GCP."""
     configs = [_compile([TPU]).config, _compile([TPU_V6], mode="skypilot").config]
-    script = (
-        "import json, sys\nsys.path.pop(0)\nimport sky\nout = []\nfor c in json.load(sys.stdin):\n"
-        "    r = list(sky.Task.from_yaml_config(c).resources)[0]\n"
-        "    out.append({'cloud': str(r.cloud), 'acc': r.accelerators, 'args': r.accelerator_args,"
-        " 'spot': r.use_spot, 'zone': r.zone})\nprint('OUT:' + json.dumps(out))\n"
+    got = in_skypilot(
+        configs,
+        "(lambda r: {'cloud': str(r.cloud), 'acc': r.accelerators, 'args': r.accelerator_args, "
+        "'spot': r.use_spot, 'zone': r.zone})(list(t.resources)[0])",
     )
-    env = {
-        **os.environ,
-        "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-        "DO_NOT_TRACK": "1",
-        "SKYPILOT_DISABLE_LOCAL_API_SERVER": "1",
-    }
-    res = subprocess.run(
-        [SKY_PY, "-c", script],
-        input=json.dumps(configs),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    got = json.loads([l for l in res.stdout.splitlines() if l.startswith("OUT:")][-1][4:])
     assert got[0]["cloud"] == "GCP" and got[0]["acc"] == {"tpu-v5litepod-8": 1} and got[0]["spot"] is True
     assert got[0]["args"]["tpu_vm"] is True and got[0]["args"]["runtime_version"] == "v2-alpha-tpuv5"
     assert got[0]["zone"] == "us-west4-a"

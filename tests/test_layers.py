@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = ("recipes", "pricing", "jobs", "launcher", "tui", "spotrain")
+FOLDERS = ("recipes", "pricing", "jobs", "launcher", "tui", "serving", "spotrain")
 
 
 def test_the_package_list_is_declared_once_and_complete():
@@ -122,3 +122,17 @@ def test_the_database_is_written_only_by_its_data_access_modules():
                 ):
                     offenders.append(f"{rel}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_every_command_is_found_under_its_own_name():
+    """The CLI imports a command's module only when that command runs: each name it lists must be
+    the name the command was declared with (a job's controller runs as the hidden `_controller`)."""
+    import click
+
+    from spotrain.launcher.cli.app import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name in COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None and cmd.name == name, name
+    assert "_controller" in COMMANDS and cli.get_command(ctx, "nope") is None

@@ -20,6 +20,7 @@ from spotrain.errors import SpotrainError
 COMMANDS = {
     "recipe": "recipe_cmd:recipe",
     "run": "run_cmd:run",
+    "serve": "serve_cmd:serve",
     "plan": "plan_cmd:plan",
     "gpus": "gpus_cmd:gpus",
     "catalog": "catalog_cmd:catalog",
@@ -34,7 +35,7 @@ COMMANDS = {
     "preempt": "jobs_cmd:preempt",
     "events": "jobs_cmd:events",
     "cost": "jobs_cmd:cost",
-    "controller": "jobs_cmd:controller",
+    "_controller": "jobs_cmd:controller",  # hidden: what a job's controller process runs
 }
 
 

@@ -1,0 +1,1 @@
+"""Serving trained models: an OpenAI-compatible API with dynamic batching (``spotrain serve``)."""

@@ -60,6 +60,7 @@ class Engine:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(threads)
         model_dir = Path(model_dir)
@@ -76,6 +77,13 @@ class Engine:
             ) from None
         self.model.eval()
         self.torch = torch
+        import inspect
+
+        params = inspect.signature(self.model.forward).parameters
+        # transformers 5 names the KV cache `cache` (`past_key_values` before), and can compute the
+        # logits of the last position only
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         cfg = self.model.config
         self.context = int(
             getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 1024
@@ -146,7 +154,9 @@ class Engine:
         ]
         active = [True] * len(batch)
         steps = max(g.params.max_new_tokens for g in batch)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._last_only
+        )
         for _ in range(steps):
             logits = out.logits[:, -1, :].float()
             greedy = logits.argmax(-1)
@@ -162,12 +172,13 @@ class Engine:
                 break
             mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=torch.long)], dim=1)
             pos = pos[:, -1:] + 1
+            cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
             out = self.model(
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=pos,
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **{self._cache_kw: cache},
             )
 
     def _sample(self, logits, p: Params, gen):

@@ -20,6 +20,7 @@ from .schema.data import (
     Split,
     StdlibSource,
 )
+from .schema.deploy import Deploy, DeployBudget, Limits, Replicas
 from .schema.evaluate import Eval, Prompt
 from .schema.model import Model
 from .schema.recovery import Recovery
@@ -47,6 +48,10 @@ SECTIONS: list[tuple[type[BaseModel], str]] = [
     (Budget, "budget."),
     (Storage, "storage."),
     (Recovery, "recovery."),
+    (Deploy, "deploy."),
+    (Replicas, "deploy.replicas."),
+    (Limits, "deploy.limits."),
+    (DeployBudget, "deploy.budget."),
 ]
 
 

@@ -323,3 +323,64 @@ def test_serve_refuses_what_it_cannot_serve(tmp_path):
         and "not a causal language model" in res.stderr
         and len(res.stderr.strip().splitlines()) == 1
     )
+
+
+def test_the_deploy_section_is_checked_like_the_others(tmp_path):
+    import yaml
+
+    from conftest import spotrain, tiny_recipe
+
+    def validate(deploy, secrets=None):
+        r = tiny_recipe(deploy=deploy, **({"secrets": secrets} if secrets else {}))
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(r))
+        return spotrain("recipe", "validate", str(tmp_path / "r.yaml"))
+
+    ok = validate(
+        {"replicas": {"min": 1, "max": 3}, "api_keys": ["SERVE_KEY"], "budget": {"max_cost_per_day": 2}},
+        {"SERVE_KEY": None},
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = validate({"replicas": {"min": 4, "max": 2}})
+    assert bad.returncode == 2
+    assert "deploy.replicas: min 4 is above max 2 — lower min or raise max" in bad.stderr
+    typo = validate({"replica": {"min": 1}})
+    assert typo.returncode == 2 and "did you mean 'replicas'" in typo.stderr
+    key = validate({"api_keys": ["NOPE"]})
+    assert key.returncode == 2 and "deploy.api_keys[0]: 'NOPE' is not in secrets" in key.stderr
+    engine = validate({"engine": "tgi"})
+    assert engine.returncode == 2 and "deploy.engine" in engine.stderr
+
+
+def test_serve_takes_limits_and_keys_from_the_runs_deploy_section(runs, tmp_path):
+    import shutil
+
+    import openai
+
+    from conftest import spotrain
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[0], run)
+    (run / "recipe.yaml").write_text(
+        "name: tiny-serve\nsecrets: {SERVE_KEY: null}\n"
+        "deploy: {api_keys: [SERVE_KEY], limits: {max_new_tokens: 8, max_batch: 4}}\n"
+    )
+    missing = spotrain("serve", str(run), "--port", str(free_port()))
+    assert (
+        missing.returncode == 2 and "deploy.api_keys names SERVE_KEY, not set in this shell" in missing.stderr
+    )
+    os.environ["SERVE_KEY"] = "sk-from-the-recipe"
+    try:
+        proc, url, log = start(run, keys=())
+    finally:
+        del os.environ["SERVE_KEY"]
+    try:
+        c = client(url, key="sk-from-the-recipe")
+        assert c.completions.create(model="tiny-serve", prompt="x", max_tokens=8).choices
+        with pytest.raises(openai.UnprocessableEntityError, match="max_tokens is 9; at most 8"):
+            c.completions.create(model="tiny-serve", prompt="x", max_tokens=9)
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key=KEYS[0]).models.list()
+        assert "sk-from-the-recipe" not in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)

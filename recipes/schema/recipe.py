@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from .base import Section
 from .budget import Budget
 from .data import Data
+from .deploy import Deploy
 from .evaluate import Eval
 from .model import Model
 from .recovery import Recovery
@@ -39,6 +40,16 @@ class Recipe(Section):
     recovery: Annotated[Recovery, Field(description="What the jobs controller does after a preemption.")] = (
         Recovery()
     )
+    deploy: Annotated[
+        Deploy | None,
+        Field(
+            description=(
+                "How the trained model is served. `spotrain serve` uses `limits` and `api_keys` today; "
+                "`engine`, `resources`, `replicas`, spot fallback and `budget` are for services (`spotrain "
+                "deploy`, not built yet)."
+            )
+        ),
+    ] = None
     env: Annotated[
         dict[str, str | None],
         Field(
@@ -83,6 +94,16 @@ def consistency_problems(recipe: Recipe) -> list[tuple[tuple, str]]:
                 f"never reach train.lr — lower warmup_steps (e.g. {max(t.steps // 10, 0)}) or raise steps",
             )
         )
+    if recipe.deploy is not None:
+        for i, name in enumerate(recipe.deploy.api_keys):
+            if name not in recipe.secrets:
+                problems.append(
+                    (
+                        ("deploy", "api_keys", i),
+                        f"{name!r} is not in secrets — add `{name}: null` under secrets (the key comes from "
+                        "the environment variable of that name) or remove it here",
+                    )
+                )
     if m.from_ is not None:
         return problems
     if t.objective == "mlm" and m.family != "bert":
